@@ -1,0 +1,20 @@
+//! The delivery-report model shared by `ingest` and `processor`.
+//!
+//! Data flows through this crate once per report: ingest hands the request's raw fields to
+//! [`parse::parse_report`], which returns a validated [`Report`] or every reason it is not
+//! one; the report travels on the queue as [`Report::to_envelope_json`]; the processor
+//! decodes it with [`Report::from_envelope_json`] and orders reports of one message by
+//! [`Report::truth_key`]. [`amqp`] declares the broker topology both services rely on, and
+//! [`env`] reads typed settings from the environment.
+
+pub mod amqp;
+pub mod env;
+pub mod parse;
+pub mod report;
+pub mod status;
+pub mod time;
+
+pub use parse::{parse_report, FieldError, InvalidReport, ParseContext};
+pub use report::{MsgId, PhoneNumber, Report, SenderId, StatusAt, StatusAtSource, TruthKey};
+pub use status::Status;
+pub use time::GatewayZone;
