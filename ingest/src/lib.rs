@@ -1,1 +1,49 @@
-//! placeholder
+//! Ingest: the gateway's notifyUrl.
+//!
+//! A request flows through [`request::read_fields`] (query and body into pairs), then
+//! [`shared::parse_report`] (pairs into a validated report, or a 400 naming every bad
+//! field), then [`broker::Broker::publish_report`] (a persistent, mandatory publish whose
+//! confirm is awaited within a timeout). Only a confirmed report gets a 200; anything the
+//! broker did not confirm gets a 503 with `Retry-After`, so the gateway sends it again.
+//! Ingest keeps no state of its own and can run as many replicas as needed.
+
+pub mod broker;
+pub mod error;
+pub mod request;
+pub mod routes;
+pub mod settings;
+
+use actix_web::{web, App, HttpServer};
+use broker::Broker;
+use log::info;
+use routes::AppState;
+use settings::Settings;
+
+/// Runs ingest until it is told to stop (SIGINT or SIGTERM), finishing requests in flight.
+pub async fn run(settings: Settings) -> std::io::Result<()> {
+    let broker = Broker::start(
+        settings.amqp.clone(),
+        settings.publish_channels,
+        settings.publish_timeout,
+    );
+    let state = web::Data::new(AppState {
+        broker,
+        gateway_zone: settings.gateway_zone,
+        max_body_bytes: settings.max_body_bytes,
+    });
+
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(routes::configure)
+    })
+    .workers(settings.workers)
+    .shutdown_timeout(10)
+    .bind(settings.listen)?;
+
+    info!(
+        "ingest listening addr={} gateway_tz={}",
+        settings.listen, settings.gateway_zone
+    );
+    server.run().await
+}

@@ -8,6 +8,7 @@
 //! [`env`] reads typed settings from the environment.
 
 pub mod amqp;
+pub mod backoff;
 pub mod env;
 pub mod parse;
 pub mod report;

@@ -1,0 +1,211 @@
+//! The one long-lived broker connection ingest publishes through.
+//!
+//! A supervisor task keeps a [`Link`] (a connection and a few channels in confirm mode)
+//! open, replacing it with backoff whenever it breaks. Requests borrow the current link
+//! and publish on its channels round-robin, so many publishes are in flight at once and
+//! none waits for another's confirm. While there is no usable link, publishing fails at
+//! once, so the gateway gets a fast 503 instead of a hang.
+
+use lapin::{
+    options::{BasicPublishOptions, ConfirmSelectOptions},
+    Confirmation,
+    types::ShortString,
+    BasicProperties, Channel, Connection,
+};
+use log::{info, warn};
+use shared::{
+    amqp::{self, AmqpSettings},
+    backoff::Backoff,
+    Report,
+};
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, RwLock,
+    },
+    time::{Duration, Instant},
+};
+
+/// Why a report was not confirmed by the broker; every variant means "not stored".
+#[derive(Debug)]
+pub enum PublishError {
+    /// No connection to the broker right now.
+    Unavailable,
+    /// The broker did not confirm within the publish timeout.
+    TimedOut,
+    /// The broker refused the message (negative acknowledgement).
+    Refused,
+    /// The broker acknowledged the message but could not route it to any queue.
+    Unroutable,
+    /// The connection failed while publishing or waiting for the confirm.
+    Failed(lapin::Error),
+}
+
+impl std::fmt::Display for PublishError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PublishError::Unavailable => f.write_str("no broker connection"),
+            PublishError::TimedOut => f.write_str("broker did not confirm in time"),
+            PublishError::Refused => f.write_str("broker refused the message"),
+            PublishError::Unroutable => f.write_str("broker returned the message as unroutable"),
+            PublishError::Failed(e) => write!(f, "publishing failed: {e}"),
+        }
+    }
+}
+
+/// An open connection with its channels in confirm mode.
+struct Link {
+    connection: Connection,
+    channels: Vec<Channel>,
+}
+
+impl Link {
+    fn usable(&self) -> bool {
+        self.connection.status().connected()
+            && self.channels.iter().all(|c| c.status().connected())
+    }
+}
+
+/// Shared handle to the broker, cheap to clone into every worker.
+#[derive(Clone)]
+pub struct Broker {
+    link: Arc<RwLock<Option<Arc<Link>>>>,
+    settings: Arc<AmqpSettings>,
+    channel_count: usize,
+    publish_timeout: Duration,
+    next_channel: Arc<AtomicUsize>,
+}
+
+impl Broker {
+    /// Creates the handle and starts the supervisor that connects and reconnects.
+    /// Must be called inside a tokio runtime that lives as long as the service.
+    pub fn start(settings: AmqpSettings, channel_count: usize, publish_timeout: Duration) -> Self {
+        let broker = Broker {
+            link: Arc::new(RwLock::new(None)),
+            settings: Arc::new(settings),
+            channel_count: channel_count.max(1),
+            publish_timeout,
+            next_channel: Arc::new(AtomicUsize::new(0)),
+        };
+        tokio::spawn(broker.clone().supervise());
+        broker
+    }
+
+    /// Whether a publish could be attempted now.
+    pub fn is_ready(&self) -> bool {
+        self.current().is_some_and(|link| link.usable())
+    }
+
+    fn current(&self) -> Option<Arc<Link>> {
+        self.link.read().ok().and_then(|guard| guard.clone())
+    }
+
+    fn replace(&self, link: Option<Arc<Link>>) {
+        if let Ok(mut guard) = self.link.write() {
+            *guard = link;
+        }
+    }
+
+    /// Publishes the report as a persistent, mandatory message and waits, within the
+    /// publish timeout, for the broker to confirm that a queue holds it.
+    pub async fn publish_report(&self, report: &Report) -> Result<(), PublishError> {
+        let link = self
+            .current()
+            .filter(|link| link.usable())
+            .ok_or(PublishError::Unavailable)?;
+        let index = self.next_channel.fetch_add(1, Ordering::Relaxed) % link.channels.len();
+        let channel = &link.channels[index];
+
+        let payload = report.to_envelope_json();
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type(ShortString::from("application/json"))
+            .with_message_id(ShortString::from(report.msg_id.as_str()))
+            .with_timestamp(report.received_at.timestamp().max(0) as u64);
+        let options = BasicPublishOptions {
+            mandatory: true,
+            ..BasicPublishOptions::default()
+        };
+
+        let confirmed = async {
+            channel
+                .basic_publish(
+                    self.settings.exchange.as_str().into(),
+                    self.settings.queue.as_str().into(),
+                    options,
+                    &payload,
+                    properties,
+                )
+                .await?
+                .await
+        };
+        match tokio::time::timeout(self.publish_timeout, confirmed).await {
+            Err(_) => Err(PublishError::TimedOut),
+            Ok(Err(e)) => Err(PublishError::Failed(e)),
+            Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+            Ok(Ok(Confirmation::Ack(Some(_)))) => Err(PublishError::Unroutable),
+            Ok(Ok(Confirmation::Nack(_))) => Err(PublishError::Refused),
+            Ok(Ok(Confirmation::NotRequested)) => Err(PublishError::Refused),
+        }
+    }
+
+    /// Keeps a usable link in place for as long as the process runs.
+    async fn supervise(self) {
+        let mut backoff = Backoff::new();
+        loop {
+            let started = Instant::now();
+            match self.open_link().await {
+                Ok(link) => {
+                    info!(
+                        "connected to the broker url={} channels={}",
+                        self.settings.redacted_url(),
+                        link.channels.len()
+                    );
+                    let link = Arc::new(link);
+                    self.replace(Some(link.clone()));
+                    while link.usable() {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    self.replace(None);
+                    warn!("lost the broker connection; publishing answers 503 until it is back");
+                    if started.elapsed() > Duration::from_secs(30) {
+                        backoff.reset();
+                    }
+                }
+                Err(e) => warn!(
+                    "cannot reach the broker url={} error={e}",
+                    self.settings.redacted_url()
+                ),
+            }
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+    }
+
+    async fn open_link(&self) -> Result<Link, lapin::Error> {
+        let connection = amqp::connect(&self.settings, "dlr-ingest").await?;
+        let setup = async {
+            let mut channels = Vec::with_capacity(self.channel_count);
+            for _ in 0..self.channel_count {
+                let channel = connection.create_channel().await?;
+                channel.confirm_select(ConfirmSelectOptions::default()).await?;
+                channels.push(channel);
+            }
+            amqp::declare_topology(&channels[0], &self.settings).await?;
+            Ok::<_, lapin::Error>(channels)
+        };
+        let channels = match tokio::time::timeout(self.settings.connect_timeout, setup).await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "opening channels timed out",
+                )
+                .into())
+            }
+        };
+        Ok(Link {
+            connection,
+            channels,
+        })
+    }
+}

@@ -1,0 +1,201 @@
+//! Reading a gateway request's fields from its query string and body, whatever the form.
+
+use crate::error::ApiError;
+use actix_web::{http::header, web, HttpRequest};
+use futures_util::StreamExt;
+use shared::parse::Field;
+
+/// A request's fields as ordered `(key, value)` pairs, per part.
+#[derive(Debug, Default)]
+pub struct RequestFields {
+    /// Pairs from the URL's query string.
+    pub query: Vec<(String, String)>,
+    /// Pairs from the body.
+    pub body: Vec<(String, String)>,
+}
+
+/// The body formats a gateway may use.
+enum BodyKind {
+    Empty,
+    Form,
+    Multipart,
+    Json,
+}
+
+/// Reads the query string and, for a POST, the body, refusing bodies over `max_body` bytes.
+pub async fn read_fields(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    max_body: usize,
+) -> Result<RequestFields, ApiError> {
+    let query = decode_form(req.query_string().as_bytes()).map_err(ApiError::BadEncoding)?;
+
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| ApiError::BodyUnreadable)?;
+        if body.len() + chunk.len() > max_body {
+            return Err(ApiError::TooLarge { limit: max_body });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let body = body.freeze();
+
+    let body = match body_kind(req, body.is_empty())? {
+        BodyKind::Empty => Vec::new(),
+        BodyKind::Form => decode_form(&body).map_err(ApiError::BadEncoding)?,
+        BodyKind::Json => decode_json(&body)?,
+        BodyKind::Multipart => decode_multipart(req, body).await?,
+    };
+    Ok(RequestFields { query, body })
+}
+
+fn body_kind(req: &HttpRequest, empty: bool) -> Result<BodyKind, ApiError> {
+    if empty {
+        return Ok(BodyKind::Empty);
+    }
+    let Some(content_type) = req.headers().get(header::CONTENT_TYPE) else {
+        return Ok(BodyKind::Form);
+    };
+    let essence = content_type
+        .to_str()
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "application/x-www-form-urlencoded" => Ok(BodyKind::Form),
+        "multipart/form-data" => Ok(BodyKind::Multipart),
+        "application/json" => Ok(BodyKind::Json),
+        _ if essence.ends_with("+json") => Ok(BodyKind::Json),
+        _ => Err(ApiError::UnsupportedMediaType),
+    }
+}
+
+/// Decodes `application/x-www-form-urlencoded` text strictly: a key or value that is not
+/// UTF-8 once percent-decoded is an error, not a silent replacement character.
+pub fn decode_form(input: &[u8]) -> Result<Vec<(String, String)>, String> {
+    let mut pairs = Vec::new();
+    for piece in input.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+        let (key, value) = match piece.iter().position(|b| *b == b'=') {
+            Some(i) => (&piece[..i], &piece[i + 1..]),
+            None => (piece, &b""[..]),
+        };
+        let key = decode_component(key)?;
+        if key.is_empty() {
+            continue;
+        }
+        let value = decode_component(value)
+            .map_err(|_| format!("the value of `{}` is not valid UTF-8", printable(&key)))?;
+        pairs.push((key, value));
+    }
+    Ok(pairs)
+}
+
+fn decode_component(raw: &[u8]) -> Result<String, String> {
+    let plus_as_space: Vec<u8> = raw
+        .iter()
+        .map(|b| if *b == b'+' { b' ' } else { *b })
+        .collect();
+    let bytes: Vec<u8> = percent_encoding::percent_decode(&plus_as_space).collect();
+    String::from_utf8(bytes).map_err(|_| "a key is not valid UTF-8".to_string())
+}
+
+fn printable(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(40).collect()
+}
+
+/// Reads a JSON object of scalar values. Strings are taken as they are, numbers and
+/// booleans as their JSON text, nulls as absent. A report field holding an array or
+/// object is refused; an unknown key holding one is kept as its JSON text.
+fn decode_json(body: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadEncoding(format!("the body is not valid JSON: {e}")))?;
+    let serde_json::Value::Object(object) = value else {
+        return Err(ApiError::BadEncoding(
+            "the JSON body must be an object of fields".into(),
+        ));
+    };
+
+    let mut pairs = Vec::with_capacity(object.len());
+    for (key, value) in object {
+        let text = match value {
+            serde_json::Value::Null => continue,
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Bool(b) => b.to_string(),
+            serde_json::Value::Number(n) => n.to_string(),
+            nested => {
+                if let Some(field) = Field::for_key(&key) {
+                    return Err(ApiError::invalid_field(
+                        field.name(),
+                        "must be a string or a number, not an array or object",
+                    ));
+                }
+                nested.to_string()
+            }
+        };
+        pairs.push((key, text));
+    }
+    Ok(pairs)
+}
+
+/// Reads `multipart/form-data` parts as text fields.
+async fn decode_multipart(
+    req: &HttpRequest,
+    body: web::Bytes,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let stream = futures_util::stream::once(async move {
+        Ok::<_, actix_web::error::PayloadError>(body)
+    });
+    let mut multipart = actix_multipart::Multipart::new(req.headers(), stream);
+
+    let mut pairs = Vec::new();
+    while let Some(part) = multipart.next().await {
+        let mut part = part.map_err(|e| ApiError::BadEncoding(format!("bad multipart body: {e}")))?;
+        let name = part
+            .content_disposition()
+            .and_then(|d| d.get_name())
+            .map(str::to_owned)
+            .unwrap_or_default();
+        let mut data = Vec::new();
+        while let Some(chunk) = part.next().await {
+            let chunk =
+                chunk.map_err(|e| ApiError::BadEncoding(format!("bad multipart body: {e}")))?;
+            data.extend_from_slice(&chunk);
+        }
+        if name.is_empty() {
+            continue;
+        }
+        let value = String::from_utf8(data).map_err(|_| {
+            ApiError::BadEncoding(format!("the part `{}` is not UTF-8 text", printable(&name)))
+        })?;
+        pairs.push((name, value));
+    }
+    Ok(pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_decoding_handles_plus_percent_and_bare_keys() {
+        let pairs = decode_form(b"a=1+2&b=%2B357&c&=x&d=%E2%82%AC").unwrap();
+
+        assert_eq!(
+            pairs,
+            vec![
+                ("a".to_string(), "1 2".to_string()),
+                ("b".to_string(), "+357".to_string()),
+                ("c".to_string(), String::new()),
+                ("d".to_string(), "€".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn form_decoding_refuses_invalid_utf8() {
+        assert!(decode_form(b"msgid=%FF%FE").is_err());
+    }
+}

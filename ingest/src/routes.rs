@@ -1,0 +1,97 @@
+//! Ingest's HTTP routes: the report endpoint and the health checks.
+
+use crate::{broker::Broker, error::ApiError, request};
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use log::{info, warn};
+use serde::Serialize;
+use shared::{parse_report, GatewayZone, ParseContext};
+use std::time::Instant;
+
+/// What every request handler shares.
+pub struct AppState {
+    /// The broker handle.
+    pub broker: Broker,
+    /// Zone for gateway times without an offset.
+    pub gateway_zone: GatewayZone,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+/// Registers all routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/dlr")
+            .route(web::get().to(receive_report))
+            .route(web::post().to(receive_report)),
+    )
+    .route("/healthz", web::get().to(healthz))
+    .route("/readyz", web::get().to(readyz));
+}
+
+#[derive(Serialize)]
+struct Accepted<'a> {
+    result: &'static str,
+    msgid: &'a str,
+    status: &'static str,
+}
+
+/// Validates a delivery report and answers 200 once the broker has confirmed it.
+async fn receive_report(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    let ctx = ParseContext {
+        zone: state.gateway_zone,
+        received_at: Utc::now(),
+    };
+
+    let fields = request::read_fields(&req, payload, state.max_body_bytes).await?;
+    let report = parse_report(&fields.query, &fields.body, &ctx).map_err(|e| {
+        info!("report refused reason=invalid fields={}", field_names(&e));
+        ApiError::InvalidReport(e)
+    })?;
+
+    if let Err(e) = state.broker.publish_report(&report).await {
+        warn!(
+            "report not confirmed msgid={} error={e} elapsed_ms={}",
+            report.msg_id.as_str(),
+            started.elapsed().as_millis()
+        );
+        return Err(ApiError::BrokerUnavailable);
+    }
+
+    info!(
+        "report accepted msgid={} status={} elapsed_ms={}",
+        report.msg_id.as_str(),
+        report.status,
+        started.elapsed().as_millis()
+    );
+    Ok(HttpResponse::Ok().json(Accepted {
+        result: "accepted",
+        msgid: report.msg_id.as_str(),
+        status: report.status.as_str(),
+    }))
+}
+
+fn field_names(e: &shared::InvalidReport) -> String {
+    let names: Vec<&str> = e.errors.iter().map(|f| f.field).collect();
+    names.join(",")
+}
+
+/// Liveness: the process answers.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Readiness: a report could be published now.
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if state.broker.is_ready() {
+        HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "broker": "up" }))
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({ "status": "unready", "broker": "down" }))
+    }
+}
