@@ -8,9 +8,8 @@
 
 use lapin::{
     options::{BasicPublishOptions, ConfirmSelectOptions},
-    Confirmation,
     types::ShortString,
-    BasicProperties, Channel, Connection,
+    BasicProperties, Channel, Confirmation, Connection,
 };
 use log::{info, warn};
 use shared::{
@@ -61,8 +60,7 @@ struct Link {
 
 impl Link {
     fn usable(&self) -> bool {
-        self.connection.status().connected()
-            && self.channels.iter().all(|c| c.status().connected())
+        self.connection.status().connected() && self.channels.iter().all(|c| c.status().connected())
     }
 }
 
@@ -187,7 +185,9 @@ impl Broker {
             let mut channels = Vec::with_capacity(self.channel_count);
             for _ in 0..self.channel_count {
                 let channel = connection.create_channel().await?;
-                channel.confirm_select(ConfirmSelectOptions::default()).await?;
+                channel
+                    .confirm_select(ConfirmSelectOptions::default())
+                    .await?;
                 channels.push(channel);
             }
             amqp::declare_topology(&channels[0], &self.settings).await?;

@@ -4,7 +4,10 @@ use std::process::ExitCode;
 
 #[actix_web::main]
 async fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("info,tracing::span=warn"),
+    )
+    .init();
 
     let settings = match ingest::settings::Settings::from_env() {
         Ok(settings) => settings,

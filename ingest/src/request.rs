@@ -145,14 +145,14 @@ async fn decode_multipart(
     req: &HttpRequest,
     body: web::Bytes,
 ) -> Result<Vec<(String, String)>, ApiError> {
-    let stream = futures_util::stream::once(async move {
-        Ok::<_, actix_web::error::PayloadError>(body)
-    });
+    let stream =
+        futures_util::stream::once(async move { Ok::<_, actix_web::error::PayloadError>(body) });
     let mut multipart = actix_multipart::Multipart::new(req.headers(), stream);
 
     let mut pairs = Vec::new();
     while let Some(part) = multipart.next().await {
-        let mut part = part.map_err(|e| ApiError::BadEncoding(format!("bad multipart body: {e}")))?;
+        let mut part =
+            part.map_err(|e| ApiError::BadEncoding(format!("bad multipart body: {e}")))?;
         let name = part
             .content_disposition()
             .and_then(|d| d.get_name())

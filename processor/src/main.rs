@@ -1,1 +1,26 @@
-fn main() {}
+//! The `processor` binary: reads settings, starts logging and consumes until stopped.
+
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("info,tracing::span=warn"),
+    )
+    .init();
+
+    let settings = match processor::settings::Settings::from_env() {
+        Ok(settings) => settings,
+        Err(e) => {
+            log::error!("cannot start: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match processor::run(settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("processor stopped with an error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

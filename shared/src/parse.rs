@@ -10,7 +10,7 @@ use crate::{
     status::Status,
     time::{parse_status_time, GatewayZone},
 };
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 use std::fmt;
 
@@ -123,6 +123,9 @@ impl fmt::Display for InvalidReport {
 impl std::error::Error for InvalidReport {}
 
 /// What parsing needs besides the fields: the zone for zoneless times and the receive time.
+///
+/// Times are kept to the microsecond, the precision PostgreSQL stores, so a report reads
+/// back exactly as it was written.
 #[derive(Clone, Copy, Debug)]
 pub struct ParseContext {
     /// The zone in which times without an offset are read.
@@ -212,7 +215,7 @@ pub fn parse_raw(raw: RawFields, ctx: &ParseContext) -> Result<Report, InvalidRe
                 status,
                 status_raw: value(Field::Status).unwrap_or_default().trim().to_owned(),
                 status_at,
-                received_at: ctx.received_at,
+                received_at: ctx.received_at.trunc_subsecs(6),
                 error_code,
                 raw,
             })
@@ -313,14 +316,14 @@ fn read_status_at(
 ) -> Option<StatusAt> {
     let Some(text) = value.filter(|v| !v.trim().is_empty()) else {
         return Some(StatusAt {
-            at: ctx.received_at,
+            at: ctx.received_at.trunc_subsecs(6),
             source: StatusAtSource::Received,
             raw: None,
         });
     };
     match parse_status_time(text, &ctx.zone, ctx.received_at) {
         Ok(at) => Some(StatusAt {
-            at,
+            at: at.trunc_subsecs(6),
             source: StatusAtSource::Gateway,
             raw: Some(text.to_owned()),
         }),

@@ -1,0 +1,2 @@
+DROP TABLE status_transitions;
+DROP TABLE messages;

@@ -1,0 +1,349 @@
+//! The consume loop: deliveries in, batches written, acknowledgements out.
+//!
+//! A session holds one broker connection with two channels: one consumes the report
+//! queue, the other publishes unusable messages to the dead-letter exchange in confirm
+//! mode. Deliveries are gathered into a batch until it is full or the batch time limit
+//! passes, written in one transaction, and acknowledged together only after the commit.
+//! If the broker connection breaks, the unacknowledged batch is simply redelivered to
+//! whichever processor consumes next; the write is idempotent, so that adds nothing.
+//! If the database fails, the batch is kept and retried with backoff, never dropped.
+
+use crate::{db::PgPool, health::Health, settings::Settings, store};
+use futures_util::StreamExt;
+use lapin::{
+    message::Delivery,
+    options::{
+        BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions,
+        BasicQosOptions, ConfirmSelectOptions,
+    },
+    types::{AMQPValue, FieldTable, LongString, ShortString},
+    BasicProperties, Channel, Confirmation, Consumer,
+};
+use log::{error, info, warn};
+use shared::{amqp, backoff::Backoff, Report};
+use std::{sync::Arc, time::Duration};
+use tokio::{sync::watch, time::Instant};
+
+/// How a session ended without an error.
+enum SessionEnd {
+    /// Shutdown was requested and the last batch is acknowledged.
+    Shutdown,
+    /// The broker cancelled the consumer or closed the stream.
+    Lost,
+}
+
+/// Bound on waiting for the broker to confirm a dead-lettered message.
+const DEAD_LETTER_CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Consumes until `shutdown` turns true, reconnecting to the broker with backoff.
+pub async fn consume(
+    settings: Arc<Settings>,
+    pool: PgPool,
+    health: Arc<Health>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Backoff::new();
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let outcome = session(&settings, &pool, &health, &mut shutdown, &mut backoff).await;
+        health.set_broker(false);
+        match outcome {
+            Ok(SessionEnd::Shutdown) => return,
+            Ok(SessionEnd::Lost) => warn!("the broker ended the consumer; reconnecting"),
+            Err(e) => warn!(
+                "broker session failed url={} error={e}",
+                settings.amqp.redacted_url()
+            ),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// A consuming session on one connection.
+struct Session<'a> {
+    settings: &'a Settings,
+    pool: &'a PgPool,
+    health: &'a Health,
+    consume_channel: Channel,
+    dead_letter_channel: Channel,
+}
+
+async fn session(
+    settings: &Settings,
+    pool: &PgPool,
+    health: &Health,
+    shutdown: &mut watch::Receiver<bool>,
+    backoff: &mut Backoff,
+) -> Result<SessionEnd, lapin::Error> {
+    let connection = amqp::connect(&settings.amqp, "dlr-processor").await?;
+    let consume_channel = connection.create_channel().await?;
+    amqp::declare_topology(&consume_channel, &settings.amqp).await?;
+    let prefetch = (settings.batch_size * 2).min(usize::from(u16::MAX)) as u16;
+    consume_channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await?;
+    let dead_letter_channel = connection.create_channel().await?;
+    dead_letter_channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+
+    let consumer_tag = format!("dlr-processor-{}", std::process::id());
+    let mut consumer = consume_channel
+        .basic_consume(
+            settings.amqp.queue.as_str().into(),
+            consumer_tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    info!(
+        "consuming queue={} prefetch={prefetch} batch_size={}",
+        settings.amqp.queue, settings.batch_size
+    );
+    health.set_broker(true);
+    backoff.reset();
+
+    let session = Session {
+        settings,
+        pool,
+        health,
+        consume_channel,
+        dead_letter_channel,
+    };
+    loop {
+        let first = tokio::select! {
+            next = consumer.next() => next,
+            _ = shutdown.changed() => {
+                let cancel = BasicCancelOptions::default();
+                let _ = session
+                    .consume_channel
+                    .basic_cancel(consumer_tag.as_str().into(), cancel)
+                    .await;
+                let _ = connection.close(200, "shutting down".into()).await;
+                return Ok(SessionEnd::Shutdown);
+            }
+        };
+        let batch = match first {
+            None => return Ok(SessionEnd::Lost),
+            Some(delivery) => session.gather(delivery?, &mut consumer).await?,
+        };
+
+        if !session.handle_batch(batch, shutdown).await? {
+            return Ok(SessionEnd::Shutdown);
+        }
+    }
+}
+
+impl Session<'_> {
+    /// Collects deliveries after `first` until the batch is full or its time is up.
+    async fn gather(
+        &self,
+        first: Delivery,
+        consumer: &mut Consumer,
+    ) -> Result<Vec<Delivery>, lapin::Error> {
+        let mut batch = Vec::with_capacity(self.settings.batch_size);
+        batch.push(first);
+        let deadline = Instant::now() + self.settings.batch_max_wait;
+
+        while batch.len() < self.settings.batch_size {
+            match tokio::time::timeout_at(deadline, consumer.next()).await {
+                Ok(Some(delivery)) => batch.push(delivery?),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Writes a batch and acknowledges it. Returns `false` when shutdown was requested
+    /// while the database was failing, leaving the batch unacknowledged for redelivery.
+    async fn handle_batch(
+        &self,
+        batch: Vec<Delivery>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<bool, lapin::Error> {
+        let Some(last_tag) = batch.last().map(|d| d.delivery_tag) else {
+            return Ok(true);
+        };
+
+        let mut reports = Vec::with_capacity(batch.len());
+        let mut sources = Vec::with_capacity(batch.len());
+        for delivery in &batch {
+            match Report::from_envelope_json(&delivery.data) {
+                Ok(report) => {
+                    reports.push(report);
+                    sources.push(delivery);
+                }
+                Err(e) => self.dead_letter(delivery, &e.to_string()).await?,
+            }
+        }
+
+        if !self.write(&reports, &sources, shutdown).await? {
+            return Ok(false);
+        }
+
+        self.consume_channel
+            .basic_ack(last_tag, BasicAckOptions { multiple: true })
+            .await?;
+        Ok(true)
+    }
+
+    /// Writes the reports, retrying transient database failures until they pass or
+    /// shutdown is requested. A report the database refuses on its own is dead-lettered.
+    async fn write(
+        &self,
+        reports: &[Report],
+        sources: &[&Delivery],
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<bool, lapin::Error> {
+        if reports.is_empty() {
+            return Ok(true);
+        }
+        let mut backoff = Backoff::new();
+        loop {
+            let started = std::time::Instant::now();
+            match apply(self.pool, reports.to_vec()).await {
+                Ok(outcome) => {
+                    self.health.set_database(true);
+                    info!(
+                        "batch written size={} new={} duplicates={} messages_changed={} \
+                         elapsed_ms={}",
+                        reports.len(),
+                        outcome.new_transitions,
+                        outcome.duplicates,
+                        outcome.messages_changed,
+                        started.elapsed().as_millis()
+                    );
+                    return Ok(true);
+                }
+                Err(WriteError::Transient(why)) => {
+                    self.health.set_database(false);
+                    warn!(
+                        "batch not written; retrying size={} error={why}",
+                        reports.len()
+                    );
+                }
+                Err(WriteError::Permanent(why)) => {
+                    warn!("batch refused; writing its reports one by one error={why}");
+                    if self.write_one_by_one(reports, sources).await? {
+                        return Ok(true);
+                    }
+                }
+            }
+
+            if *shutdown.borrow() {
+                return Ok(false);
+            }
+            if !self.consume_channel.status().connected() {
+                return Err(std::io::Error::other("broker channel closed during a retry").into());
+            }
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+    }
+
+    /// Writes each report in its own transaction, dead-lettering the ones the database
+    /// refuses for a reason of their own. Returns `false` if a transient failure
+    /// interrupted, so the caller retries.
+    async fn write_one_by_one(
+        &self,
+        reports: &[Report],
+        sources: &[&Delivery],
+    ) -> Result<bool, lapin::Error> {
+        for (report, delivery) in reports.iter().zip(sources) {
+            match apply(self.pool, vec![report.clone()]).await {
+                Ok(_) => {}
+                Err(WriteError::Transient(_)) => return Ok(false),
+                Err(WriteError::Permanent(why)) => {
+                    error!(
+                        "report refused by the database msgid={} error={why}",
+                        report.msg_id.as_str()
+                    );
+                    self.dead_letter(delivery, &format!("refused by the database: {why}"))
+                        .await?;
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Publishes a copy of the delivery, with the reason, to the dead-letter exchange and
+    /// waits for the confirm. The original is acknowledged with its batch.
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), lapin::Error> {
+        warn!(
+            "dead-lettering a message delivery_tag={} reason={reason}",
+            delivery.delivery_tag
+        );
+        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        headers.insert(
+            "x-dlr-reason".into(),
+            AMQPValue::LongString(LongString::from(reason.to_owned())),
+        );
+        headers.insert(
+            "x-dlr-queue".into(),
+            AMQPValue::LongString(LongString::from(self.settings.amqp.queue.clone())),
+        );
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_headers(headers)
+            .with_content_type(
+                delivery
+                    .properties
+                    .content_type()
+                    .clone()
+                    .unwrap_or_else(|| ShortString::from("application/octet-stream")),
+            );
+
+        let confirmed = async {
+            self.dead_letter_channel
+                .basic_publish(
+                    self.settings.amqp.dead_letter_exchange.as_str().into(),
+                    self.settings.amqp.queue.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &delivery.data,
+                    properties,
+                )
+                .await?
+                .await
+        };
+        match tokio::time::timeout(DEAD_LETTER_CONFIRM_TIMEOUT, confirmed).await {
+            Ok(Ok(Confirmation::Ack(_))) => {
+                self.health.count_dead_letter();
+                Ok(())
+            }
+            Ok(Ok(_)) => Err(std::io::Error::other("dead-letter publish was not acked").into()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(std::io::Error::other("dead-letter confirm timed out").into()),
+        }
+    }
+}
+
+/// A failed write, sorted by what to do about it.
+enum WriteError {
+    /// Retry the same batch later.
+    Transient(String),
+    /// The data itself is at fault.
+    Permanent(String),
+}
+
+/// Runs [`store::apply_batch`] on a blocking thread with a pooled connection.
+async fn apply(pool: &PgPool, reports: Vec<Report>) -> Result<store::BatchOutcome, WriteError> {
+    let pool = pool.clone();
+    let joined = tokio::task::spawn_blocking(move || {
+        let mut conn = pool
+            .get()
+            .map_err(|e| WriteError::Transient(format!("no database connection: {e}")))?;
+        store::apply_batch(&mut conn, &reports).map_err(|e| {
+            if store::is_transient(&e) {
+                WriteError::Transient(e.to_string())
+            } else {
+                WriteError::Permanent(e.to_string())
+            }
+        })
+    })
+    .await;
+    joined.unwrap_or_else(|e| Err(WriteError::Transient(format!("writer task failed: {e}"))))
+}

@@ -1,0 +1,49 @@
+//! The processor's settings, read once from the environment at start-up.
+
+use shared::{amqp::AmqpSettings, env, env::SettingError, GatewayZone};
+use std::{net::SocketAddr, time::Duration};
+
+/// Default database URL for a local PostgreSQL.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1/dlr";
+
+/// Everything the processor needs to run.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Address of the health endpoint (`PROCESSOR_LISTEN`).
+    pub listen: SocketAddr,
+    /// Broker connection and topology names.
+    pub amqp: AmqpSettings,
+    /// PostgreSQL URL (`DATABASE_URL`); never logged, it may hold a password.
+    pub database_url: String,
+    /// Connections in the pool (`DATABASE_POOL_SIZE`).
+    pub pool_size: u32,
+    /// Most reports written in one transaction (`BATCH_SIZE`).
+    pub batch_size: usize,
+    /// Longest wait for a batch to fill before a partial one is written (`BATCH_MAX_WAIT_MS`).
+    pub batch_max_wait: Duration,
+    /// Zone for gateway times without an offset, used when replaying (`GATEWAY_TZ`).
+    pub gateway_zone: GatewayZone,
+}
+
+impl Settings {
+    /// Reads the settings, naming the variable of the first one that is unusable.
+    pub fn from_env() -> Result<Settings, SettingError> {
+        let database_url = env::text("DATABASE_URL", DEFAULT_DATABASE_URL);
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(SettingError {
+                variable: "DATABASE_URL",
+                problem: "must start with postgres:// or postgresql://".into(),
+            });
+        }
+
+        Ok(Settings {
+            listen: env::parsed("PROCESSOR_LISTEN", SocketAddr::from(([0, 0, 0, 0], 8081)))?,
+            amqp: AmqpSettings::from_env()?,
+            database_url,
+            pool_size: env::bounded("DATABASE_POOL_SIZE", 4, 1..=64)?,
+            batch_size: env::bounded("BATCH_SIZE", 500, 1..=10_000)? as usize,
+            batch_max_wait: env::millis("BATCH_MAX_WAIT_MS", 20, 1)?,
+            gateway_zone: env::parsed("GATEWAY_TZ", GatewayZone::default())?,
+        })
+    }
+}

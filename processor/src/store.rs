@@ -1,0 +1,243 @@
+//! Writing a batch of reports to PostgreSQL in one transaction.
+//!
+//! The database, not processor memory, decides every conflict, so any number of
+//! processors can write at once:
+//! 1. every distinct report is inserted into `status_transitions`; the unique key
+//!    (message, status, status time) turns a repeat into a no-op;
+//! 2. of the reports that were new, the truest per message is upserted into `messages`
+//!    under a condition that only lets a truer report replace the current one;
+//! 3. the transitions that became the current status are marked `applied`.
+//!
+//! Rows are sent sorted by message id, so two processors lock rows in the same order and
+//! cannot deadlock each other; each statement takes whole arrays (`unnest`), so its shape
+//! is the same for every batch size.
+
+use diesel::{
+    pg::PgConnection,
+    result::{DatabaseErrorKind, Error as DieselError},
+    sql_query,
+    sql_types::{Array, BigInt, Bool, Jsonb, Nullable, SmallInt, Text, Timestamptz},
+    Connection as _, QueryableByName, RunQueryDsl,
+};
+use shared::{report::TruthKey, Report};
+use std::collections::{BTreeMap, HashMap};
+
+/// What one batch changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Reports new to `status_transitions`.
+    pub new_transitions: usize,
+    /// Reports that were already recorded, within the batch or before it.
+    pub duplicates: usize,
+    /// Messages whose current status was created or replaced.
+    pub messages_changed: usize,
+}
+
+const INSERT_TRANSITIONS: &str = "
+    INSERT INTO status_transitions (msg_id, status, status_raw, status_at, status_at_source,
+        status_at_raw, received_at, recipient, sender, error_code, raw_fields)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[],
+        $6::text[], $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::jsonb[])
+    ON CONFLICT ON CONSTRAINT status_transitions_report_key DO NOTHING
+    RETURNING id, msg_id, status, status_at";
+
+const UPSERT_MESSAGES: &str = "
+    INSERT INTO messages AS m (msg_id, recipient, sender, status, is_final, status_rank,
+        status_at, status_at_source, error_code, first_received_at)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[],
+        $6::smallint[], $7::timestamptz[], $8::text[], $9::text[], $10::timestamptz[])
+    ON CONFLICT (msg_id) DO UPDATE SET
+        recipient = EXCLUDED.recipient,
+        sender = EXCLUDED.sender,
+        status = EXCLUDED.status,
+        is_final = EXCLUDED.is_final,
+        status_rank = EXCLUDED.status_rank,
+        status_at = EXCLUDED.status_at,
+        status_at_source = EXCLUDED.status_at_source,
+        error_code = EXCLUDED.error_code,
+        first_received_at = LEAST(m.first_received_at, EXCLUDED.first_received_at),
+        updated_at = now()
+    WHERE (EXCLUDED.is_final, EXCLUDED.status_at, EXCLUDED.status_rank)
+        > (m.is_final, m.status_at, m.status_rank)
+    RETURNING msg_id";
+
+const MARK_APPLIED: &str = "UPDATE status_transitions SET applied = true WHERE id = ANY($1)";
+
+#[derive(QueryableByName)]
+struct InsertedTransition {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    msg_id: String,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Timestamptz)]
+    status_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(QueryableByName)]
+struct ChangedMessage {
+    #[diesel(sql_type = Text)]
+    msg_id: String,
+}
+
+/// The identity of a report: a repeat of the same key adds nothing.
+type ReportKey = (String, String, chrono::DateTime<chrono::Utc>);
+
+fn key_of(r: &Report) -> ReportKey {
+    (
+        r.msg_id.as_str().to_owned(),
+        r.status.as_str().to_owned(),
+        r.status_at.at,
+    )
+}
+
+/// Writes the reports in one transaction and returns what changed. On error nothing is
+/// written, and the whole batch can be retried.
+pub fn apply_batch(
+    conn: &mut PgConnection,
+    reports: &[Report],
+) -> Result<BatchOutcome, DieselError> {
+    let mut distinct: BTreeMap<ReportKey, &Report> = BTreeMap::new();
+    for report in reports {
+        distinct.entry(key_of(report)).or_insert(report);
+    }
+    let rows: Vec<&Report> = distinct.values().copied().collect();
+
+    conn.transaction(|conn| {
+        let inserted = insert_transitions(conn, &rows)?;
+
+        let mut truest: BTreeMap<&str, (&Report, i64)> = BTreeMap::new();
+        for t in &inserted {
+            let key = (t.msg_id.clone(), t.status.clone(), t.status_at);
+            let Some(report) = distinct.get(&key) else {
+                continue;
+            };
+            let entry = truest
+                .entry(report.msg_id.as_str())
+                .or_insert((report, t.id));
+            if report.truth_key() > entry.0.truth_key() {
+                *entry = (report, t.id);
+            }
+        }
+        let winners: Vec<(&Report, i64)> = truest.into_values().collect();
+
+        let changed = upsert_messages(conn, &winners)?;
+        let applied: Vec<i64> = winners
+            .iter()
+            .filter(|(r, _)| changed.contains_key(r.msg_id.as_str()))
+            .map(|(_, id)| *id)
+            .collect();
+        if !applied.is_empty() {
+            sql_query(MARK_APPLIED)
+                .bind::<Array<BigInt>, _>(&applied)
+                .execute(conn)?;
+        }
+
+        Ok(BatchOutcome {
+            new_transitions: inserted.len(),
+            duplicates: reports.len() - inserted.len(),
+            messages_changed: changed.len(),
+        })
+    })
+}
+
+fn insert_transitions(
+    conn: &mut PgConnection,
+    rows: &[&Report],
+) -> Result<Vec<InsertedTransition>, DieselError> {
+    let text = |f: fn(&Report) -> String| -> Vec<String> { rows.iter().map(|r| f(r)).collect() };
+    let raw: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| serde_json::to_value(&r.raw).unwrap_or(serde_json::Value::Null))
+        .collect();
+
+    sql_query(INSERT_TRANSITIONS)
+        .bind::<Array<Text>, _>(text(|r| r.msg_id.as_str().to_owned()))
+        .bind::<Array<Text>, _>(text(|r| r.status.as_str().to_owned()))
+        .bind::<Array<Text>, _>(text(|r| r.status_raw.clone()))
+        .bind::<Array<Timestamptz>, _>(rows.iter().map(|r| r.status_at.at).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(text(|r| r.status_at.source.as_str().to_owned()))
+        .bind::<Array<Nullable<Text>>, _>(
+            rows.iter()
+                .map(|r| r.status_at.raw.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Timestamptz>, _>(rows.iter().map(|r| r.received_at).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(text(|r| r.recipient.as_str().to_owned()))
+        .bind::<Array<Text>, _>(text(|r| r.sender.as_str().to_owned()))
+        .bind::<Array<Nullable<Text>>, _>(
+            rows.iter()
+                .map(|r| r.error_code.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Jsonb>, _>(raw)
+        .load(conn)
+}
+
+fn upsert_messages(
+    conn: &mut PgConnection,
+    winners: &[(&Report, i64)],
+) -> Result<HashMap<String, ()>, DieselError> {
+    if winners.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let keys: Vec<TruthKey> = winners.iter().map(|(r, _)| r.truth_key()).collect();
+    let text =
+        |f: fn(&Report) -> String| -> Vec<String> { winners.iter().map(|(r, _)| f(r)).collect() };
+
+    let changed: Vec<ChangedMessage> = sql_query(UPSERT_MESSAGES)
+        .bind::<Array<Text>, _>(text(|r| r.msg_id.as_str().to_owned()))
+        .bind::<Array<Text>, _>(text(|r| r.recipient.as_str().to_owned()))
+        .bind::<Array<Text>, _>(text(|r| r.sender.as_str().to_owned()))
+        .bind::<Array<Text>, _>(text(|r| r.status.as_str().to_owned()))
+        .bind::<Array<Bool>, _>(keys.iter().map(|k| k.is_final).collect::<Vec<_>>())
+        .bind::<Array<SmallInt>, _>(keys.iter().map(|k| k.rank).collect::<Vec<_>>())
+        .bind::<Array<Timestamptz>, _>(keys.iter().map(|k| k.status_at).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(text(|r| r.status_at.source.as_str().to_owned()))
+        .bind::<Array<Nullable<Text>>, _>(
+            winners
+                .iter()
+                .map(|(r, _)| r.error_code.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Timestamptz>, _>(
+            winners
+                .iter()
+                .map(|(r, _)| r.received_at)
+                .collect::<Vec<_>>(),
+        )
+        .load(conn)?;
+
+    Ok(changed.into_iter().map(|c| (c.msg_id, ())).collect())
+}
+
+/// Whether an error is worth retrying the same batch for: the connection or the
+/// server is in trouble, or the transaction lost a race (serialisation failure,
+/// deadlock). Anything else may be a property of the data.
+pub fn is_transient(error: &DieselError) -> bool {
+    match error {
+        DieselError::DatabaseError(kind, info) => match kind {
+            DatabaseErrorKind::ClosedConnection
+            | DatabaseErrorKind::UnableToSendCommand
+            | DatabaseErrorKind::SerializationFailure
+            | DatabaseErrorKind::ReadOnlyTransaction => true,
+            DatabaseErrorKind::UniqueViolation
+            | DatabaseErrorKind::ForeignKeyViolation
+            | DatabaseErrorKind::NotNullViolation
+            | DatabaseErrorKind::CheckViolation
+            | DatabaseErrorKind::RestrictViolation
+            | DatabaseErrorKind::ExclusionViolation => false,
+            _ => {
+                let message = info.message();
+                message.contains("deadlock")
+                    || message.contains("terminating connection")
+                    || message.contains("shutting down")
+                    || message.contains("connection")
+                    || message.contains("recovery")
+            }
+        },
+        DieselError::BrokenTransactionManager | DieselError::AlreadyInTransaction => true,
+        _ => false,
+    }
+}
