@@ -22,7 +22,7 @@ pub type PgPool = Pool<ConnectionManager<PgConnection>>;
 pub type PgPooled = PooledConnection<ConnectionManager<PgConnection>>;
 
 /// Key of the advisory lock that serialises migrations between processors.
-const MIGRATION_LOCK_KEY: i64 = 0x646c_725f_6d69_67; // "dlr_mig"
+const MIGRATION_LOCK_KEY: i64 = 0x0064_6c72_5f6d_6967; // "dlr_mig" in ASCII
 
 /// Anything that stops the database from being prepared.
 pub type DbError = Box<dyn std::error::Error + Send + Sync>;

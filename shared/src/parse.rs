@@ -181,7 +181,7 @@ pub fn parse_raw(raw: RawFields, ctx: &ParseContext) -> Result<Report, InvalidRe
         &mut errors,
         Field::Recipient,
         value(Field::Recipient),
-        |v| PhoneNumber::parse(v),
+        PhoneNumber::parse,
     );
     let sender = check(
         &mut errors,
