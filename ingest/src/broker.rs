@@ -6,6 +6,7 @@
 //! none waits for another's confirm. While there is no usable link, publishing fails at
 //! once, so the gateway gets a fast 503 instead of a hang.
 
+use chrono::{DateTime, Utc};
 use lapin::{
     options::{BasicPublishOptions, ConfirmSelectOptions},
     types::ShortString,
@@ -15,6 +16,7 @@ use log::{info, warn};
 use shared::{
     amqp::{self, AmqpSettings},
     backoff::Backoff,
+    quarantine::QuarantineRecord,
     Report,
 };
 use std::{
@@ -107,6 +109,35 @@ impl Broker {
     /// Publishes the report as a persistent, mandatory message and waits, within the
     /// publish timeout, for the broker to confirm that a queue holds it.
     pub async fn publish_report(&self, report: &Report) -> Result<(), PublishError> {
+        let payload = report.to_envelope_json();
+        let routing = (
+            self.settings.exchange.as_str(),
+            self.settings.queue.as_str(),
+        );
+        self.publish(
+            routing,
+            &payload,
+            report.msg_id.as_str(),
+            report.received_at,
+        )
+        .await
+    }
+
+    /// Publishes a quarantine record to the quarantine queue, confirmed like a report.
+    pub async fn publish_quarantine(&self, record: &QuarantineRecord) -> Result<(), PublishError> {
+        let payload = record.to_json();
+        let routing = ("", self.settings.quarantine_queue.as_str());
+        self.publish(routing, &payload, "quarantine", record.received_at)
+            .await
+    }
+
+    async fn publish(
+        &self,
+        (exchange, routing_key): (&str, &str),
+        payload: &[u8],
+        message_id: &str,
+        received_at: DateTime<Utc>,
+    ) -> Result<(), PublishError> {
         let link = self
             .current()
             .filter(|link| link.usable())
@@ -114,12 +145,11 @@ impl Broker {
         let index = self.next_channel.fetch_add(1, Ordering::Relaxed) % link.channels.len();
         let channel = &link.channels[index];
 
-        let payload = report.to_envelope_json();
         let properties = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type(ShortString::from("application/json"))
-            .with_message_id(ShortString::from(report.msg_id.as_str()))
-            .with_timestamp(report.received_at.timestamp().max(0) as u64);
+            .with_message_id(ShortString::from(message_id))
+            .with_timestamp(received_at.timestamp().max(0) as u64);
         let options = BasicPublishOptions {
             mandatory: true,
             ..BasicPublishOptions::default()
@@ -128,10 +158,10 @@ impl Broker {
         let confirmed = async {
             channel
                 .basic_publish(
-                    self.settings.exchange.as_str().into(),
-                    self.settings.queue.as_str().into(),
+                    exchange.into(),
+                    routing_key.into(),
                     options,
-                    &payload,
+                    payload,
                     properties,
                 )
                 .await?

@@ -5,10 +5,13 @@
 //! field), then [`broker::Broker::publish_report`] (a persistent, mandatory publish whose
 //! confirm is awaited within a timeout). Only a confirmed report gets a 200; anything the
 //! broker did not confirm gets a 503 with `Retry-After`, so the gateway sends it again.
-//! Ingest keeps no state of its own and can run as many replicas as needed.
+//! A request that fails validation is also kept in the quarantine queue
+//! ([`quarantine`]) with its raw fields and reasons, so an unexpected gateway format loses
+//! nothing. Ingest keeps no state of its own and can run as many replicas as needed.
 
 pub mod broker;
 pub mod error;
+pub mod quarantine;
 pub mod request;
 pub mod routes;
 pub mod settings;
@@ -30,6 +33,8 @@ pub async fn run(settings: Settings) -> std::io::Result<()> {
         broker,
         gateway_zone: settings.gateway_zone,
         max_body_bytes: settings.max_body_bytes,
+        rules: settings.rules.clone(),
+        quarantine: quarantine::Quarantine::new(settings.quarantine_per_minute),
     });
 
     let server = HttpServer::new(move || {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 #[actix_web::main]
 async fn main() -> ExitCode {
     env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or("info,tracing::span=warn"),
+        env_logger::Env::default().default_filter_or(shared::DEFAULT_LOG_FILTER),
     )
     .init();
 

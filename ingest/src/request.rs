@@ -3,7 +3,7 @@
 use crate::error::ApiError;
 use actix_web::{http::header, web, HttpRequest};
 use futures_util::StreamExt;
-use shared::parse::Field;
+use shared::Rules;
 
 /// A request's fields as ordered `(key, value)` pairs, per part.
 #[derive(Debug, Default)]
@@ -27,6 +27,7 @@ pub async fn read_fields(
     req: &HttpRequest,
     mut payload: web::Payload,
     max_body: usize,
+    rules: &Rules,
 ) -> Result<RequestFields, ApiError> {
     let query = decode_form(req.query_string().as_bytes()).map_err(ApiError::BadEncoding)?;
 
@@ -43,7 +44,7 @@ pub async fn read_fields(
     let body = match body_kind(req, body.is_empty())? {
         BodyKind::Empty => Vec::new(),
         BodyKind::Form => decode_form(&body).map_err(ApiError::BadEncoding)?,
-        BodyKind::Json => decode_json(&body)?,
+        BodyKind::Json => decode_json(&body, rules)?,
         BodyKind::Multipart => decode_multipart(req, body).await?,
     };
     Ok(RequestFields { query, body })
@@ -109,7 +110,7 @@ fn printable(text: &str) -> String {
 /// Reads a JSON object of scalar values. Strings are taken as they are, numbers and
 /// booleans as their JSON text, nulls as absent. A report field holding an array or
 /// object is refused; an unknown key holding one is kept as its JSON text.
-fn decode_json(body: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
+fn decode_json(body: &[u8], rules: &Rules) -> Result<Vec<(String, String)>, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::BadEncoding(format!("the body is not valid JSON: {e}")))?;
     let serde_json::Value::Object(object) = value else {
@@ -126,7 +127,7 @@ fn decode_json(body: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
             serde_json::Value::Bool(b) => b.to_string(),
             serde_json::Value::Number(n) => n.to_string(),
             nested => {
-                if let Some(field) = Field::for_key(&key) {
+                if let Some(field) = rules.field_for(&key) {
                     return Err(ApiError::invalid_field(
                         field.name(),
                         "must be a string or a number, not an array or object",

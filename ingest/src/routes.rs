@@ -1,11 +1,11 @@
 //! Ingest's HTTP routes: the report endpoint and the health checks.
 
-use crate::{broker::Broker, error::ApiError, request};
+use crate::{broker::Broker, error::ApiError, quarantine::Quarantine, request};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use log::{info, warn};
 use serde::Serialize;
-use shared::{parse_report, GatewayZone, ParseContext};
+use shared::{parse_report, report::RawFields, GatewayZone, ParseContext, Rules};
 use std::time::Instant;
 
 /// What every request handler shares.
@@ -16,6 +16,10 @@ pub struct AppState {
     pub gateway_zone: GatewayZone,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// Aliases taught at run time.
+    pub rules: Rules,
+    /// Where refused requests are kept.
+    pub quarantine: Quarantine,
 }
 
 /// Registers all routes.
@@ -46,13 +50,24 @@ async fn receive_report(
     let ctx = ParseContext {
         zone: state.gateway_zone,
         received_at: Utc::now(),
+        rules: &state.rules,
     };
 
-    let fields = request::read_fields(&req, payload, state.max_body_bytes).await?;
-    let report = parse_report(&fields.query, &fields.body, &ctx).map_err(|e| {
-        info!("report refused reason=invalid fields={}", field_names(&e));
-        ApiError::InvalidReport(e)
-    })?;
+    let fields = request::read_fields(&req, payload, state.max_body_bytes, &state.rules).await?;
+    let report = match parse_report(&fields.query, &fields.body, &ctx) {
+        Ok(report) => report,
+        Err(invalid) => {
+            info!(
+                "report refused reason=invalid fields={}",
+                field_names(&invalid)
+            );
+            let raw = RawFields::from_pairs(&fields.query, &fields.body);
+            state
+                .quarantine
+                .keep(&state.broker, ctx.received_at, raw, &invalid);
+            return Err(ApiError::InvalidReport(invalid));
+        }
+    };
 
     if let Err(e) = state.broker.publish_report(&report).await {
         warn!(

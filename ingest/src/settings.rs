@@ -1,6 +1,6 @@
 //! Ingest's settings, read once from the environment at start-up.
 
-use shared::{amqp::AmqpSettings, env, env::SettingError, GatewayZone};
+use shared::{amqp::AmqpSettings, env, env::SettingError, GatewayZone, Rules};
 use std::{net::SocketAddr, time::Duration};
 
 /// Everything ingest needs to run.
@@ -18,6 +18,11 @@ pub struct Settings {
     pub publish_channels: usize,
     /// Largest request body accepted (`MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
+    /// Key aliases and status words taught at run time (`FIELD_ALIASES`, `STATUS_ALIASES`).
+    pub rules: Rules,
+    /// Most refused requests kept in quarantine per minute and replica
+    /// (`QUARANTINE_PER_MINUTE`); 0 keeps none.
+    pub quarantine_per_minute: u32,
     /// HTTP worker threads (`INGEST_WORKERS`); defaults to the number of cores.
     pub workers: usize,
 }
@@ -35,6 +40,8 @@ impl Settings {
             publish_channels: env::bounded("PUBLISH_CHANNELS", 4, 1..=64)? as usize,
             max_body_bytes: env::bounded("MAX_BODY_BYTES", 64 * 1024, 1024..=16 * 1024 * 1024)?
                 as usize,
+            rules: Rules::from_env()?,
+            quarantine_per_minute: env::bounded("QUARANTINE_PER_MINUTE", 600, 0..=1_000_000)?,
             workers: env::bounded("INGEST_WORKERS", cores as u32, 1..=256)? as usize,
         })
     }

@@ -185,6 +185,10 @@ impl Session<'_> {
         if !self.write(&reports, &sources, shutdown).await? {
             return Ok(false);
         }
+        if !self.settings.fault_ack_delay.is_zero() {
+            info!("batch committed; acknowledging after the fault-test delay");
+            tokio::time::sleep(self.settings.fault_ack_delay).await;
+        }
 
         self.consume_channel
             .basic_ack(last_tag, BasicAckOptions { multiple: true })

@@ -7,10 +7,13 @@
 //! and moves each message's current status only towards the truer report. Deliveries
 //! are acknowledged after the commit, so a crash at any point leads to redelivery, never
 //! to loss, and redelivery leads to no duplicate, since the write is idempotent.
+//! [`replay`] is the `processor replay` command, which feeds quarantined and
+//! dead-lettered messages that pass the current rules back into the queue.
 
 pub mod consumer;
 pub mod db;
 pub mod health;
+pub mod replay;
 pub mod settings;
 pub mod store;
 

@@ -1,6 +1,6 @@
 //! The processor's settings, read once from the environment at start-up.
 
-use shared::{amqp::AmqpSettings, env, env::SettingError, GatewayZone};
+use shared::{amqp::AmqpSettings, env, env::SettingError, GatewayZone, Rules};
 use std::{net::SocketAddr, time::Duration};
 
 /// Default database URL for a local PostgreSQL.
@@ -23,6 +23,12 @@ pub struct Settings {
     pub batch_max_wait: Duration,
     /// Zone for gateway times without an offset, used when replaying (`GATEWAY_TZ`).
     pub gateway_zone: GatewayZone,
+    /// Aliases taught at run time, used when replaying (`FIELD_ALIASES`, `STATUS_ALIASES`).
+    pub rules: Rules,
+    /// A fault-test aid (`FAULT_ACK_DELAY_MS`, default 0): the pause between a batch's
+    /// commit and its acknowledgement, widening the window in which a crash test kills
+    /// the processor. It slows the processor and has no use in production.
+    pub fault_ack_delay: Duration,
 }
 
 impl Settings {
@@ -44,6 +50,8 @@ impl Settings {
             batch_size: env::bounded("BATCH_SIZE", 500, 1..=10_000)? as usize,
             batch_max_wait: env::millis("BATCH_MAX_WAIT_MS", 20, 1)?,
             gateway_zone: env::parsed("GATEWAY_TZ", GatewayZone::default())?,
+            rules: Rules::from_env()?,
+            fault_ack_delay: env::millis("FAULT_ACK_DELAY_MS", 0, 0)?,
         })
     }
 }

@@ -3,7 +3,8 @@
 //! Reports are published to a durable direct exchange and routed to a quorum queue. A
 //! message the processor cannot use is published, with its reason, to a dead-letter
 //! exchange bound to a dead-letter queue; the report queue also dead-letters there by
-//! itself when a message exceeds its delivery limit. Every declaration is idempotent, so
+//! itself when a message exceeds its delivery limit. Requests that failed validation are
+//! kept in a quarantine queue, published to through the default exchange. Every declaration is idempotent, so
 //! each service declares the whole topology whenever it connects.
 
 use crate::env::{self, SettingError};
@@ -29,6 +30,9 @@ pub struct AmqpSettings {
     /// The queue that keeps unusable messages for inspection and replay
     /// (`AMQP_DEAD_LETTER_QUEUE`).
     pub dead_letter_queue: String,
+    /// The queue that keeps requests that failed validation (`AMQP_QUARANTINE_QUEUE`);
+    /// published to through the default exchange.
+    pub quarantine_queue: String,
     /// How many times the broker delivers one message before dead-lettering it
     /// (`AMQP_DELIVERY_LIMIT`); guards against a message that crashes every consumer.
     pub delivery_limit: u32,
@@ -54,6 +58,7 @@ impl AmqpSettings {
             queue: env::text("AMQP_QUEUE", "dlr.reports"),
             dead_letter_exchange: env::text("AMQP_DEAD_LETTER_EXCHANGE", "dlr.dead"),
             dead_letter_queue: env::text("AMQP_DEAD_LETTER_QUEUE", "dlr.reports.dead"),
+            quarantine_queue: env::text("AMQP_QUARANTINE_QUEUE", "dlr.quarantine"),
             delivery_limit: env::bounded("AMQP_DELIVERY_LIMIT", 20, 1..=1000)?,
             connect_timeout: env::millis("AMQP_CONNECT_TIMEOUT_MS", 3000, 100)?,
         })
@@ -68,6 +73,7 @@ impl AmqpSettings {
             queue: format!("{prefix}.reports"),
             dead_letter_exchange: format!("{prefix}.dead"),
             dead_letter_queue: format!("{prefix}.reports.dead"),
+            quarantine_queue: format!("{prefix}.quarantine"),
             delivery_limit: 20,
             connect_timeout: Duration::from_secs(3),
         }
@@ -141,6 +147,14 @@ pub async fn declare_topology(channel: &Channel, s: &AmqpSettings) -> Result<(),
     channel
         .queue_declare(
             s.dead_letter_queue.as_str().into(),
+            durable_queue,
+            quorum.clone(),
+        )
+        .await?;
+
+    channel
+        .queue_declare(
+            s.quarantine_queue.as_str().into(),
             durable_queue,
             quorum.clone(),
         )

@@ -11,11 +11,19 @@ pub mod amqp;
 pub mod backoff;
 pub mod env;
 pub mod parse;
+pub mod quarantine;
 pub mod report;
+pub mod rules;
 pub mod status;
 pub mod time;
 
 pub use parse::{parse_report, FieldError, InvalidReport, ParseContext};
 pub use report::{MsgId, PhoneNumber, Report, SenderId, StatusAt, StatusAtSource, TruthKey};
+pub use rules::Rules;
 pub use status::Status;
 pub use time::GatewayZone;
+
+/// The log filter both services use when `RUST_LOG` is unset: `info`, without the broker
+/// client's per-span noise, and without its dump of returned messages, which would put
+/// phone numbers in the log (a returned message is reported by the caller instead).
+pub const DEFAULT_LOG_FILTER: &str = "info,tracing::span=warn,lapin::returned_messages=error";

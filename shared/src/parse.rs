@@ -7,7 +7,7 @@
 
 use crate::{
     report::{MsgId, PhoneNumber, RawFields, Report, SenderId, StatusAt, StatusAtSource},
-    status::Status,
+    rules::Rules,
     time::{parse_status_time, GatewayZone},
 };
 use chrono::{DateTime, SubsecRound, Utc};
@@ -73,7 +73,12 @@ impl Field {
         }
     }
 
-    /// The field a request key stands for, if any.
+    /// The field whose error name is `name`.
+    pub fn from_name(name: &str) -> Option<Field> {
+        Field::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// The field a request key stands for by the built-in aliases, if any.
     pub fn for_key(key: &str) -> Option<Field> {
         let folded = fold_key(key);
         Field::ALL
@@ -122,17 +127,20 @@ impl fmt::Display for InvalidReport {
 
 impl std::error::Error for InvalidReport {}
 
-/// What parsing needs besides the fields: the zone for zoneless times and the receive time.
+/// What parsing needs besides the fields: the zone for zoneless times, the receive time
+/// and any aliases taught at run time.
 ///
 /// Times are kept to the microsecond, the precision PostgreSQL stores, so a report reads
 /// back exactly as it was written.
 #[derive(Clone, Copy, Debug)]
-pub struct ParseContext {
+pub struct ParseContext<'a> {
     /// The zone in which times without an offset are read.
     pub zone: GatewayZone,
     /// When the request was received; it bounds future times and stands in for a
     /// missing status time.
     pub received_at: DateTime<Utc>,
+    /// Aliases taught at run time.
+    pub rules: &'a Rules,
 }
 
 /// Validates the pairs of a request's query string and body into a [`Report`].
@@ -154,8 +162,8 @@ pub fn parse_raw(raw: RawFields, ctx: &ParseContext) -> Result<Report, InvalidRe
 
     let mut values: Vec<(Field, Option<String>)> = Vec::new();
     for field in Field::ALL {
-        let from_body = pick(field, &body);
-        let from_query = pick(field, &query);
+        let from_body = pick(field, &body, ctx.rules);
+        let from_query = pick(field, &query, ctx.rules);
         let chosen = match (from_body, from_query) {
             (Ok(Some(v)), _) => Some(v),
             (Ok(None), Ok(q)) => q,
@@ -190,7 +198,7 @@ pub fn parse_raw(raw: RawFields, ctx: &ParseContext) -> Result<Report, InvalidRe
         SenderId::parse,
     );
     let status = check(&mut errors, Field::Status, value(Field::Status), |v| {
-        Status::from_gateway(v).ok_or_else(|| {
+        ctx.rules.status_for(v).ok_or_else(|| {
             format!(
                 "`{}` is not a known status; expected delivered, undelivered, rejected, \
                  failed, expired or an SMPP receipt word",
@@ -229,10 +237,10 @@ pub fn parse_raw(raw: RawFields, ctx: &ParseContext) -> Result<Report, InvalidRe
 
 /// Finds the one value a part gives for a field. Two keys that disagree are an error,
 /// except a `date` and a `time` key that together make one date and time.
-fn pick(field: Field, pairs: &[(String, String)]) -> Result<Option<String>, String> {
+fn pick(field: Field, pairs: &[(String, String)], rules: &Rules) -> Result<Option<String>, String> {
     let found: Vec<(&str, &str)> = pairs
         .iter()
-        .filter(|(k, _)| Field::for_key(k) == Some(field))
+        .filter(|(k, _)| rules.field_for(k) == Some(field))
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
 
@@ -357,10 +365,14 @@ fn clip(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::status::Status;
     use chrono::TimeZone;
 
-    fn ctx() -> ParseContext {
+    static RULES: std::sync::LazyLock<Rules> = std::sync::LazyLock::new(Rules::default);
+
+    fn ctx() -> ParseContext<'static> {
         ParseContext {
+            rules: &RULES,
             zone: GatewayZone::default(),
             received_at: Utc.with_ymd_and_hms(2026, 12, 3, 12, 0, 0).unwrap(),
         }

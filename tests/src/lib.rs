@@ -97,8 +97,12 @@ impl TestEnv {
                 "AMQP_DEAD_LETTER_QUEUE".into(),
                 self.amqp.dead_letter_queue.clone(),
             ),
+            (
+                "AMQP_QUARANTINE_QUEUE".into(),
+                self.amqp.quarantine_queue.clone(),
+            ),
             ("DATABASE_URL".into(), self.database_url.clone()),
-            ("RUST_LOG".into(), "info,tracing::span=warn".into()),
+            ("RUST_LOG".into(), shared::DEFAULT_LOG_FILTER.into()),
         ]
     }
 
@@ -214,7 +218,7 @@ impl Drop for TestEnv {
                 let Ok(conn) = amqp::connect(&amqp, "dlr-tests-cleanup").await else {
                     return;
                 };
-                for queue in [&amqp.queue, &amqp.dead_letter_queue] {
+                for queue in [&amqp.queue, &amqp.dead_letter_queue, &amqp.quarantine_queue] {
                     if let Ok(channel) = conn.create_channel().await {
                         let _ = channel
                             .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
@@ -472,5 +476,126 @@ impl TestEnv {
                 .join()
                 .unwrap()
         })
+    }
+}
+
+/// Builds a report as ingest would have validated it.
+pub fn report(
+    msg_id: &str,
+    status: shared::Status,
+    at: chrono::DateTime<chrono::Utc>,
+) -> shared::Report {
+    use shared::report::{RawFields, StatusAt, StatusAtSource};
+    shared::Report {
+        msg_id: shared::MsgId::parse(msg_id).unwrap(),
+        recipient: shared::PhoneNumber::parse("35799000001").unwrap(),
+        sender: shared::SenderId::parse("TEST").unwrap(),
+        status,
+        status_raw: status.as_str().to_uppercase(),
+        status_at: StatusAt {
+            at,
+            source: StatusAtSource::Gateway,
+            raw: Some(at.to_rfc3339()),
+        },
+        received_at: at,
+        error_code: None,
+        raw: RawFields::default(),
+    }
+}
+
+impl TestEnv {
+    /// Publishes payloads to the report exchange, many confirms in flight at once, and
+    /// waits until the broker has confirmed every one.
+    pub async fn publish_raw(&self, payloads: &[Vec<u8>]) {
+        use lapin::{options::BasicPublishOptions, BasicProperties};
+
+        let conn = amqp::connect(&self.amqp, "dlr-tests-publisher")
+            .await
+            .unwrap();
+        let channel = conn.create_channel().await.unwrap();
+        amqp::declare_topology(&channel, &self.amqp).await.unwrap();
+        channel
+            .confirm_select(lapin::options::ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+
+        for chunk in payloads.chunks(500) {
+            let mut confirms = Vec::with_capacity(chunk.len());
+            for payload in chunk {
+                let confirm = channel
+                    .basic_publish(
+                        self.amqp.exchange.as_str().into(),
+                        self.amqp.queue.as_str().into(),
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..Default::default()
+                        },
+                        payload,
+                        BasicProperties::default().with_delivery_mode(2),
+                    )
+                    .await
+                    .unwrap();
+                confirms.push(confirm);
+            }
+            for confirm in confirms {
+                let confirmation = confirm.await.unwrap();
+                assert_eq!(confirmation, lapin::Confirmation::Ack(None));
+            }
+        }
+        let _ = conn.close(200, "done".into()).await;
+    }
+
+    /// Publishes reports as ingest would.
+    pub async fn publish_reports(&self, reports: &[shared::Report]) {
+        let payloads: Vec<Vec<u8>> = reports.iter().map(|r| r.to_envelope_json()).collect();
+        self.publish_raw(&payloads).await;
+    }
+
+    /// Takes every message from the dead-letter queue: its body and `x-dlr-reason`.
+    pub async fn drain_dead_letters(&self) -> Vec<(Vec<u8>, String)> {
+        use lapin::options::{BasicAckOptions, BasicGetOptions};
+
+        let conn = amqp::connect(&self.amqp, "dlr-tests-dlq").await.unwrap();
+        let channel = conn.create_channel().await.unwrap();
+        let mut taken = Vec::new();
+        while let Some(message) = channel
+            .basic_get(
+                self.amqp.dead_letter_queue.as_str().into(),
+                BasicGetOptions { no_ack: false },
+            )
+            .await
+            .unwrap()
+        {
+            let delivery = message.delivery;
+            let reason = delivery
+                .properties
+                .headers()
+                .as_ref()
+                .and_then(|h| h.inner().get("x-dlr-reason").cloned())
+                .map(|v| match v {
+                    lapin::types::AMQPValue::LongString(s) => s.to_string(),
+                    other => format!("{other:?}"),
+                })
+                .unwrap_or_default();
+            taken.push((delivery.data.clone(), reason));
+            delivery.ack(BasicAckOptions::default()).await.unwrap();
+        }
+        let _ = conn.close(200, "done".into()).await;
+        taken
+    }
+
+    /// Runs `processor <args>` to completion with this test's settings.
+    pub fn run_processor_command(
+        &self,
+        args: &[&str],
+        extra: &[(&str, &str)],
+    ) -> std::process::Output {
+        Command::new(binary("processor"))
+            .args(args)
+            .envs(self.service_env())
+            .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
     }
 }
