@@ -11,6 +11,7 @@
 
 pub mod broker;
 pub mod error;
+pub mod metrics;
 pub mod quarantine;
 pub mod request;
 pub mod routes;
@@ -29,12 +30,16 @@ pub async fn run(settings: Settings) -> std::io::Result<()> {
         settings.publish_channels,
         settings.publish_timeout,
     );
+    let metrics = metrics::IngestMetrics::new().map_err(std::io::Error::other)?;
+    let quarantine =
+        quarantine::Quarantine::new(settings.quarantine_per_minute, metrics.quarantined.clone());
     let state = web::Data::new(AppState {
         broker,
         gateway_zone: settings.gateway_zone,
         max_body_bytes: settings.max_body_bytes,
         rules: settings.rules.clone(),
-        quarantine: quarantine::Quarantine::new(settings.quarantine_per_minute),
+        quarantine,
+        metrics,
     });
 
     let server = HttpServer::new(move || {

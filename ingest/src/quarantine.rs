@@ -3,6 +3,7 @@
 use crate::broker::Broker;
 use chrono::{DateTime, Utc};
 use log::warn;
+use prometheus::IntCounterVec;
 use shared::{quarantine::QuarantineRecord, report::RawFields, InvalidReport};
 use std::{
     sync::Mutex,
@@ -15,14 +16,17 @@ use std::{
 pub struct Quarantine {
     per_minute: u32,
     window: Mutex<(Instant, u32)>,
+    results: IntCounterVec,
 }
 
 impl Quarantine {
-    /// A quarantine that keeps at most `per_minute` requests a minute.
-    pub fn new(per_minute: u32) -> Quarantine {
+    /// A quarantine that keeps at most `per_minute` requests a minute and counts what
+    /// happened to each in `results` (label `result`: `kept`, `over_budget`, `failed`).
+    pub fn new(per_minute: u32, results: IntCounterVec) -> Quarantine {
         Quarantine {
             per_minute,
             window: Mutex::new((Instant::now(), 0)),
+            results,
         }
     }
 
@@ -50,17 +54,24 @@ impl Quarantine {
         invalid: &InvalidReport,
     ) {
         if !self.admit() {
+            self.results.with_label_values(&["over_budget"]).inc();
             warn!(
                 "quarantine budget of {} a minute used up; request not kept",
                 self.per_minute
             );
             return;
         }
+
         let record = QuarantineRecord::new(received_at, raw, invalid);
         let broker = broker.clone();
+        let results = self.results.clone();
         tokio::spawn(async move {
-            if let Err(e) = broker.publish_quarantine(&record).await {
-                warn!("refused request not kept in quarantine error={e}");
+            match broker.publish_quarantine(&record).await {
+                Ok(()) => results.with_label_values(&["kept"]).inc(),
+                Err(e) => {
+                    results.with_label_values(&["failed"]).inc();
+                    warn!("refused request not kept in quarantine error={e}");
+                }
             }
         });
     }

@@ -1,6 +1,8 @@
 //! Ingest's HTTP routes: the report endpoint and the health checks.
 
-use crate::{broker::Broker, error::ApiError, quarantine::Quarantine, request};
+use crate::{
+    broker::Broker, error::ApiError, metrics::IngestMetrics, quarantine::Quarantine, request,
+};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use log::{info, warn};
@@ -20,6 +22,8 @@ pub struct AppState {
     pub rules: Rules,
     /// Where refused requests are kept.
     pub quarantine: Quarantine,
+    /// The exported metrics.
+    pub metrics: IngestMetrics,
 }
 
 /// Registers all routes.
@@ -30,7 +34,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(receive_report)),
     )
     .route("/healthz", web::get().to(healthz))
-    .route("/readyz", web::get().to(readyz));
+    .route("/readyz", web::get().to(readyz))
+    .route("/metrics", web::get().to(metrics));
 }
 
 #[derive(Serialize)]
@@ -46,6 +51,21 @@ async fn receive_report(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let outcome = accept_report(&req, payload, &state).await;
+
+    let label = match &outcome {
+        Ok(_) => "accepted",
+        Err(e) => e.code(),
+    };
+    state.metrics.requests.with_label_values(&[label]).inc();
+    outcome
+}
+
+async fn accept_report(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
     let ctx = ParseContext {
         zone: state.gateway_zone,
@@ -53,7 +73,7 @@ async fn receive_report(
         rules: &state.rules,
     };
 
-    let fields = request::read_fields(&req, payload, state.max_body_bytes, &state.rules).await?;
+    let fields = request::read_fields(req, payload, state.max_body_bytes, &state.rules).await?;
     let report = match parse_report(&fields.query, &fields.body, &ctx) {
         Ok(report) => report,
         Err(invalid) => {
@@ -69,6 +89,7 @@ async fn receive_report(
         }
     };
 
+    let publishing = Instant::now();
     if let Err(e) = state.broker.publish_report(&report).await {
         warn!(
             "report not confirmed msgid={} error={e} elapsed_ms={}",
@@ -77,6 +98,14 @@ async fn receive_report(
         );
         return Err(ApiError::BrokerUnavailable);
     }
+    let metrics = &state.metrics;
+    metrics
+        .confirm_seconds
+        .observe(publishing.elapsed().as_secs_f64());
+    metrics
+        .reports
+        .with_label_values(&[report.status.as_str()])
+        .inc();
 
     info!(
         "report accepted msgid={} status={} elapsed_ms={}",
@@ -94,6 +123,13 @@ async fn receive_report(
 fn field_names(e: &shared::InvalidReport) -> String {
     let names: Vec<&str> = e.errors.iter().map(|f| f.field).collect();
     names.join(",")
+}
+
+/// The metrics in the Prometheus text format.
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
 }
 
 /// Liveness: the process answers.

@@ -8,7 +8,7 @@
 //! whichever processor consumes next; the write is idempotent, so that adds nothing.
 //! If the database fails, the batch is kept and retried with backoff, never dropped.
 
-use crate::{db::PgPool, health::Health, settings::Settings, store};
+use crate::{db::PgPool, health::Health, metrics::ProcessorMetrics, settings::Settings, store};
 use futures_util::StreamExt;
 use lapin::{
     message::Delivery,
@@ -40,6 +40,7 @@ pub async fn consume(
     settings: Arc<Settings>,
     pool: PgPool,
     health: Arc<Health>,
+    metrics: Arc<ProcessorMetrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = Backoff::new();
@@ -47,7 +48,15 @@ pub async fn consume(
         if *shutdown.borrow() {
             return;
         }
-        let outcome = session(&settings, &pool, &health, &mut shutdown, &mut backoff).await;
+        let outcome = session(
+            &settings,
+            &pool,
+            &health,
+            &metrics,
+            &mut shutdown,
+            &mut backoff,
+        )
+        .await;
         health.set_broker(false);
         match outcome {
             Ok(SessionEnd::Shutdown) => return,
@@ -69,6 +78,7 @@ struct Session<'a> {
     settings: &'a Settings,
     pool: &'a PgPool,
     health: &'a Health,
+    metrics: &'a ProcessorMetrics,
     consume_channel: Channel,
     dead_letter_channel: Channel,
 }
@@ -77,6 +87,7 @@ async fn session(
     settings: &Settings,
     pool: &PgPool,
     health: &Health,
+    metrics: &ProcessorMetrics,
     shutdown: &mut watch::Receiver<bool>,
     backoff: &mut Backoff,
 ) -> Result<SessionEnd, lapin::Error> {
@@ -112,12 +123,13 @@ async fn session(
         settings,
         pool,
         health,
+        metrics,
         consume_channel,
         dead_letter_channel,
     };
     loop {
         let first = tokio::select! {
-            next = consumer.next() => next,
+            biased;
             _ = shutdown.changed() => {
                 let cancel = BasicCancelOptions::default();
                 let _ = session
@@ -127,6 +139,7 @@ async fn session(
                 let _ = connection.close(200, "shutting down".into()).await;
                 return Ok(SessionEnd::Shutdown);
             }
+            next = consumer.next() => next,
         };
         let batch = match first {
             None => return Ok(SessionEnd::Lost),
@@ -173,6 +186,9 @@ impl Session<'_> {
         let mut reports = Vec::with_capacity(batch.len());
         let mut sources = Vec::with_capacity(batch.len());
         for delivery in &batch {
+            if delivery.redelivered {
+                self.metrics.redeliveries.inc();
+            }
             match Report::from_envelope_json(&delivery.data) {
                 Ok(report) => {
                     reports.push(report);
@@ -213,6 +229,7 @@ impl Session<'_> {
             match apply(self.pool, reports.to_vec()).await {
                 Ok(outcome) => {
                     self.health.set_database(true);
+                    self.record(&outcome, reports.len(), started.elapsed());
                     info!(
                         "batch written size={} new={} duplicates={} messages_changed={} \
                          elapsed_ms={}",
@@ -226,6 +243,7 @@ impl Session<'_> {
                 }
                 Err(WriteError::Transient(why)) => {
                     self.health.set_database(false);
+                    self.metrics.write_retries.inc();
                     warn!(
                         "batch not written; retrying size={} error={why}",
                         reports.len()
@@ -246,6 +264,17 @@ impl Session<'_> {
                 return Err(std::io::Error::other("broker channel closed during a retry").into());
             }
             tokio::time::sleep(backoff.next_delay()).await;
+        }
+    }
+
+    /// Counts a written batch in the metrics.
+    fn record(&self, outcome: &store::BatchOutcome, size: usize, elapsed: Duration) {
+        let metrics = self.metrics;
+        metrics.batch_size.observe(size as f64);
+        metrics.write_seconds.observe(elapsed.as_secs_f64());
+        metrics.duplicates.inc_by(outcome.duplicates as u64);
+        for (status, count) in &outcome.new_by_status {
+            metrics.reports.with_label_values(&[status]).inc_by(*count);
         }
     }
 
@@ -315,7 +344,12 @@ impl Session<'_> {
         };
         match tokio::time::timeout(DEAD_LETTER_CONFIRM_TIMEOUT, confirmed).await {
             Ok(Ok(Confirmation::Ack(_))) => {
-                self.health.count_dead_letter();
+                let kind = if reason.starts_with("refused") {
+                    "refused"
+                } else {
+                    "undecodable"
+                };
+                self.metrics.dead_letters.with_label_values(&[kind]).inc();
                 Ok(())
             }
             Ok(Ok(_)) => Err(std::io::Error::other("dead-letter publish was not acked").into()),

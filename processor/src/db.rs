@@ -36,8 +36,20 @@ pub fn pool(database_url: &str, size: u32) -> Result<PgPool, DbError> {
         .min_idle(Some(0))
         .test_on_check_out(true)
         .connection_timeout(Duration::from_secs(2))
+        .error_handler(Box::new(WarnOnFailure))
         .build_unchecked(manager);
     Ok(pool)
+}
+
+/// Logs a failed pool connection as a warning: the callers retry, so it is not an error
+/// until they give up, and a database that does not exist yet is normal at first start.
+#[derive(Debug)]
+struct WarnOnFailure;
+
+impl r2d2::HandleError<diesel::r2d2::Error> for WarnOnFailure {
+    fn handle_error(&self, error: diesel::r2d2::Error) {
+        log::warn!("database connection failed error={error}");
+    }
 }
 
 /// Creates the database named in `database_url` when it does not exist and the role may

@@ -4,7 +4,7 @@ use crate::db::PgPool;
 use actix_web::{web, HttpResponse};
 use diesel::{connection::SimpleConnection, r2d2::PooledConnection};
 use std::{
-    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+    sync::atomic::{AtomicBool, Ordering},
     time::Duration,
 };
 
@@ -13,7 +13,6 @@ use std::{
 pub struct Health {
     broker: AtomicBool,
     database: AtomicBool,
-    dead_letters: AtomicU64,
 }
 
 impl Health {
@@ -27,19 +26,9 @@ impl Health {
         self.database.store(up, Ordering::Relaxed);
     }
 
-    /// Counts a message sent to the dead-letter queue.
-    pub fn count_dead_letter(&self) {
-        self.dead_letters.fetch_add(1, Ordering::Relaxed);
-    }
-
     /// Whether a consuming broker session is open.
     pub fn broker_up(&self) -> bool {
         self.broker.load(Ordering::Relaxed)
-    }
-
-    /// Messages dead-lettered since start.
-    pub fn dead_letters(&self) -> u64 {
-        self.dead_letters.load(Ordering::Relaxed)
     }
 }
 
@@ -49,16 +38,26 @@ pub struct HealthState {
     pub health: std::sync::Arc<Health>,
     /// The pool, to check the database now.
     pub pool: PgPool,
+    /// The exported metrics.
+    pub metrics: std::sync::Arc<crate::metrics::ProcessorMetrics>,
 }
 
 /// Registers `/healthz` and `/readyz`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz));
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics));
 }
 
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// The metrics in the Prometheus text format.
+async fn metrics(state: web::Data<HealthState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
 }
 
 /// Ready when a consumer is attached and the database answers a query now.

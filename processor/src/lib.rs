@@ -13,6 +13,7 @@
 pub mod consumer;
 pub mod db;
 pub mod health;
+pub mod metrics;
 pub mod replay;
 pub mod settings;
 pub mod store;
@@ -43,11 +44,13 @@ pub async fn run_until(
 ) -> Result<(), db::DbError> {
     let settings = Arc::new(settings);
     let health = Arc::new(Health::default());
+    let metrics = Arc::new(metrics::ProcessorMetrics::new()?);
     let pool = db::pool(&settings.database_url, settings.pool_size)?;
 
     let state = web::Data::new(HealthState {
         health: health.clone(),
         pool: pool.clone(),
+        metrics: metrics.clone(),
     });
     let server = HttpServer::new(move || {
         App::new()
@@ -62,8 +65,13 @@ pub async fn run_until(
     tokio::spawn(server);
     info!("processor health endpoint addr={}", settings.listen);
 
+    tokio::spawn(metrics::sample_queue_depths(
+        settings.clone(),
+        metrics.clone(),
+        stopped.clone(),
+    ));
     if prepare_database(&settings.database_url, &mut stopped).await {
-        consumer::consume(settings, pool, health, stopped).await;
+        consumer::consume(settings, pool, health, metrics, stopped).await;
     }
 
     server_handle.stop(true).await;

@@ -23,7 +23,7 @@ use shared::{report::TruthKey, Report};
 use std::collections::{BTreeMap, HashMap};
 
 /// What one batch changed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct BatchOutcome {
     /// Reports new to `status_transitions`.
     pub new_transitions: usize,
@@ -31,6 +31,8 @@ pub struct BatchOutcome {
     pub duplicates: usize,
     /// Messages whose current status was created or replaced.
     pub messages_changed: usize,
+    /// The new reports counted by canonical status name.
+    pub new_by_status: BTreeMap<String, u64>,
 }
 
 const INSERT_TRANSITIONS: &str = "
@@ -134,7 +136,13 @@ pub fn apply_batch(
                 .execute(conn)?;
         }
 
+        let mut new_by_status = BTreeMap::new();
+        for t in &inserted {
+            *new_by_status.entry(t.status.clone()).or_insert(0) += 1;
+        }
+
         Ok(BatchOutcome {
+            new_by_status,
             new_transitions: inserted.len(),
             duplicates: reports.len() - inserted.len(),
             messages_changed: changed.len(),
