@@ -5,5 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/services.sh
+
+# The fault tests put the deployment's nginx configuration in front of two ingests.
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    echo "installing nginx for the fault tests"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null \
+        || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
+fi
 cargo build --workspace --bins
 cargo test --workspace "$@"

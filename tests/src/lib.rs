@@ -26,6 +26,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod faults;
+pub mod load;
 pub mod model;
 
 /// Broker every test uses, unless `TEST_AMQP_URL` names another.
@@ -74,11 +76,17 @@ pub struct TestEnv {
 impl TestEnv {
     /// A fresh environment; nothing is created until a service or helper needs it.
     pub fn new(label: &str) -> TestEnv {
+        TestEnv::on(label, &amqp_url(), &database_server())
+    }
+
+    /// A fresh environment on the given broker and PostgreSQL server, such as private
+    /// ones started by a fault test.
+    pub fn on(label: &str, amqp_url: &str, database_server: &str) -> TestEnv {
         let _ = env_logger::builder().is_test(true).try_init();
         let name = unique_name(label);
         TestEnv {
-            amqp: AmqpSettings::isolated(&amqp_url(), &name),
-            database_url: format!("{}/{name}", database_server()),
+            amqp: AmqpSettings::isolated(amqp_url, &name),
+            database_url: format!("{database_server}/{name}"),
             name,
         }
     }
@@ -237,8 +245,8 @@ impl Drop for TestEnv {
         });
         let _ = cleanup.join();
 
-        let admin = format!("{}/postgres", database_server());
-        if let Ok(mut conn) = PgConnection::establish(&admin) {
+        let server = self.database_url.rsplit_once('/').map_or("", |(s, _)| s);
+        if let Ok(mut conn) = PgConnection::establish(&format!("{server}/postgres")) {
             let _ = conn.batch_execute(&format!(
                 "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
                 self.name
@@ -338,6 +346,13 @@ impl Service {
             "{url} did not answer 200 within {limit:?}; log:\n{}",
             std::fs::read_to_string(&self.log_path).unwrap_or_default()
         );
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// The operating-system process id.

@@ -367,3 +367,30 @@ async fn delivered_followed_by_an_older_enroute_keeps_delivered() {
         vec![("enroute".into(), false), ("delivered".into(), true)]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn both_services_export_prometheus_metrics_of_what_they_did() {
+    let env = TestEnv::new("metrics");
+    let processor = env.spawn_ready_processor(&[]);
+    let ingest = env.spawn_ready_ingest(&[]);
+    let http = client();
+
+    for id in ["p1", "p2"] {
+        let url = ingest.url(&format!("/dlr?msgid={id}&mno=35799123456&sid=A&status=expired"));
+        assert_eq!(http.get(url).send().await.unwrap().status(), StatusCode::OK);
+    }
+    let bad = http.get(ingest.url("/dlr?msgid=p3")).send().await.unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert!(env.wait_until(SETTLE, |e| e.messages().len() == 2));
+
+    let ingest_metrics = http.get(ingest.url("/metrics")).send().await.unwrap();
+    let ingest_metrics = ingest_metrics.text().await.unwrap();
+    assert!(ingest_metrics.contains("dlr_ingest_requests_total{outcome=\"accepted\"} 2"));
+    assert!(ingest_metrics.contains("dlr_ingest_requests_total{outcome=\"invalid_report\"} 1"));
+    assert!(ingest_metrics.contains("dlr_ingest_reports_total{status=\"expired\"} 2"));
+    assert!(ingest_metrics.contains("dlr_ingest_publish_confirm_seconds_count 2"));
+    let processor_metrics = http.get(processor.url("/metrics")).send().await.unwrap();
+    let processor_metrics = processor_metrics.text().await.unwrap();
+    assert!(processor_metrics.contains("dlr_processor_reports_total{status=\"expired\"} 2"));
+    assert!(processor_metrics.contains("dlr_processor_batch_write_seconds_count"));
+}
