@@ -195,6 +195,7 @@ impl Broker {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                     self.replace(None);
+                    amqp::close_quietly(&link.connection).await;
                     warn!("lost the broker connection; publishing answers 503 until it is back");
                     if started.elapsed() > Duration::from_secs(30) {
                         backoff.reset();
@@ -224,13 +225,18 @@ impl Broker {
             Ok::<_, lapin::Error>(channels)
         };
         let channels = match tokio::time::timeout(self.settings.connect_timeout, setup).await {
-            Ok(result) => result?,
+            Ok(Ok(channels)) => channels,
+            Ok(Err(e)) => {
+                amqp::close_quietly(&connection).await;
+                return Err(e);
+            }
             Err(_) => {
+                amqp::close_quietly(&connection).await;
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "opening channels timed out",
                 )
-                .into())
+                .into());
             }
         };
         Ok(Link {

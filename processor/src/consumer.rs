@@ -17,7 +17,7 @@ use lapin::{
         BasicQosOptions, ConfirmSelectOptions,
     },
     types::{AMQPValue, FieldTable, LongString, ShortString},
-    BasicProperties, Channel, Confirmation, Consumer,
+    BasicProperties, Channel, Confirmation, Connection, Consumer,
 };
 use log::{error, info, warn};
 use shared::{amqp, backoff::Backoff, Report};
@@ -48,15 +48,15 @@ pub async fn consume(
         if *shutdown.borrow() {
             return;
         }
-        let outcome = session(
-            &settings,
-            &pool,
-            &health,
-            &metrics,
-            &mut shutdown,
-            &mut backoff,
-        )
-        .await;
+        let outcome = match amqp::connect(&settings.amqp, "dlr-processor").await {
+            Ok(connection) => {
+                let parts = (&*settings, &pool, &*health, &*metrics);
+                let outcome = session(&connection, parts, &mut shutdown, &mut backoff).await;
+                amqp::close_quietly(&connection).await;
+                outcome
+            }
+            Err(e) => Err(e),
+        };
         health.set_broker(false);
         match outcome {
             Ok(SessionEnd::Shutdown) => return,
@@ -84,14 +84,11 @@ struct Session<'a> {
 }
 
 async fn session(
-    settings: &Settings,
-    pool: &PgPool,
-    health: &Health,
-    metrics: &ProcessorMetrics,
+    connection: &Connection,
+    (settings, pool, health, metrics): (&Settings, &PgPool, &Health, &ProcessorMetrics),
     shutdown: &mut watch::Receiver<bool>,
     backoff: &mut Backoff,
 ) -> Result<SessionEnd, lapin::Error> {
-    let connection = amqp::connect(&settings.amqp, "dlr-processor").await?;
     let consume_channel = connection.create_channel().await?;
     amqp::declare_topology(&consume_channel, &settings.amqp).await?;
     let prefetch = (settings.batch_size * 2).min(usize::from(u16::MAX)) as u16;
@@ -136,7 +133,6 @@ async fn session(
                     .consume_channel
                     .basic_cancel(consumer_tag.as_str().into(), cancel)
                     .await;
-                let _ = connection.close(200, "shutting down".into()).await;
                 return Ok(SessionEnd::Shutdown);
             }
             next = consumer.next() => next,

@@ -115,6 +115,15 @@ pub async fn connect(settings: &AmqpSettings, name: &str) -> Result<Connection, 
     }
 }
 
+/// Closes a connection that is being given up, waiting at most two seconds for a broker
+/// that may be gone; a connection merely dropped could stay open on the broker's side.
+pub async fn close_quietly(connection: &Connection) {
+    if connection.status().connected() {
+        let closing = connection.close(200, "closing".into());
+        let _ = tokio::time::timeout(Duration::from_secs(2), closing).await;
+    }
+}
+
 /// Declares exchanges, queues and bindings; safe to call any number of times.
 pub async fn declare_topology(channel: &Channel, s: &AmqpSettings) -> Result<(), lapin::Error> {
     let durable = ExchangeDeclareOptions {

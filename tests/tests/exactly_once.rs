@@ -194,7 +194,10 @@ async fn a_processor_killed_between_commit_and_ack_duplicates_nothing_on_redeliv
     env.declare_topology().await;
     env.publish_reports(&reports).await;
 
-    let mut slow = env.spawn_ready_processor(&[("FAULT_ACK_DELAY_MS", "60000")]);
+    let mut slow = env.spawn_ready_processor(&[
+        ("FAULT_ACK_DELAY_MS", "60000"),
+        ("BATCH_MAX_WAIT_MS", "3000"),
+    ]);
     assert!(env.wait_until(Duration::from_secs(30), |e| {
         e.count("SELECT count(*) AS n FROM status_transitions") == 50
     }));

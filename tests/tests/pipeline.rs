@@ -376,7 +376,9 @@ async fn both_services_export_prometheus_metrics_of_what_they_did() {
     let http = client();
 
     for id in ["p1", "p2"] {
-        let url = ingest.url(&format!("/dlr?msgid={id}&mno=35799123456&sid=A&status=expired"));
+        let url = ingest.url(&format!(
+            "/dlr?msgid={id}&mno=35799123456&sid=A&status=expired"
+        ));
         assert_eq!(http.get(url).send().await.unwrap().status(), StatusCode::OK);
     }
     let bad = http.get(ingest.url("/dlr?msgid=p3")).send().await.unwrap();
