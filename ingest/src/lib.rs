@@ -6,14 +6,22 @@
 //! confirm is awaited within a timeout). Only a confirmed report gets a 200; anything the
 //! broker did not confirm gets a 503 with `Retry-After`, so the gateway sends it again.
 //! Ingest keeps no state of its own and can run as many replicas as needed.
+//!
+//! Before any of that, [`auth::Guard::admit`] checks the source address, the rate limit,
+//! the token and the signature, and reads the body within [`limits`].
 
+pub mod auth;
 pub mod broker;
 pub mod error;
+pub mod limits;
 pub mod request;
 pub mod routes;
 pub mod settings;
+pub mod signature;
+pub mod source;
 
 use actix_web::{web, App, HttpServer};
+use auth::Guard;
 use broker::Broker;
 use log::info;
 use routes::AppState;
@@ -26,10 +34,12 @@ pub async fn run(settings: Settings) -> std::io::Result<()> {
         settings.publish_channels,
         settings.publish_timeout,
     );
+    let guard = Guard::new(&settings.auth, &settings.limits);
+    guard.keep_tokens_fresh();
     let state = web::Data::new(AppState {
         broker,
         gateway_zone: settings.gateway_zone,
-        max_body_bytes: settings.max_body_bytes,
+        guard,
     });
 
     let server = HttpServer::new(move || {
@@ -38,6 +48,9 @@ pub async fn run(settings: Settings) -> std::io::Result<()> {
             .configure(routes::configure)
     })
     .workers(settings.workers)
+    .client_request_timeout(settings.limits.header_timeout)
+    .client_disconnect_timeout(settings.limits.disconnect_timeout)
+    .keep_alive(settings.limits.keep_alive)
     .shutdown_timeout(10)
     .bind(settings.listen)?;
 

@@ -1,9 +1,10 @@
 //! Reading a gateway request's fields from its query string and body, whatever the form.
 
-use crate::error::ApiError;
+use crate::{auth, error::ApiError};
 use actix_web::{http::header, web, HttpRequest};
 use futures_util::StreamExt;
 use shared::parse::Field;
+use std::time::Duration;
 
 /// A request's fields as ordered `(key, value)` pairs, per part.
 #[derive(Debug, Default)]
@@ -22,30 +23,45 @@ enum BodyKind {
     Json,
 }
 
-/// Reads the query string and, for a POST, the body, refusing bodies over `max_body` bytes.
-pub async fn read_fields(
-    req: &HttpRequest,
+/// Reads the body, refusing one over `max_body` bytes (413) or one that does not arrive
+/// within `timeout` (408), so a slow client cannot hold a worker.
+pub async fn read_body(
     mut payload: web::Payload,
     max_body: usize,
-) -> Result<RequestFields, ApiError> {
-    let query = decode_form(req.query_string().as_bytes()).map_err(ApiError::BadEncoding)?;
-
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| ApiError::BodyUnreadable)?;
-        if body.len() + chunk.len() > max_body {
-            return Err(ApiError::TooLarge { limit: max_body });
+    timeout: Duration,
+) -> Result<web::Bytes, ApiError> {
+    let read = async {
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|_| ApiError::BodyUnreadable)?;
+            if body.len() + chunk.len() > max_body {
+                return Err(ApiError::TooLarge { limit: max_body });
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
-    let body = body.freeze();
+        Ok(body.freeze())
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| ApiError::RequestTimeout)?
+}
 
-    let body = match body_kind(req, body.is_empty())? {
+/// Decodes the query string and the body already read. A `token` key is dropped from
+/// both parts, so a secret is never kept as a field; what remains must stay within
+/// [`shared::bounds`] and hold no control character.
+pub async fn read_fields(req: &HttpRequest, body: web::Bytes) -> Result<RequestFields, ApiError> {
+    let mut query = decode_form(req.query_string().as_bytes()).map_err(ApiError::BadEncoding)?;
+
+    let mut body = match body_kind(req, body.is_empty())? {
         BodyKind::Empty => Vec::new(),
         BodyKind::Form => decode_form(&body).map_err(ApiError::BadEncoding)?,
         BodyKind::Json => decode_json(&body)?,
         BodyKind::Multipart => decode_multipart(req, body).await?,
     };
+
+    query.retain(|(key, _)| !auth::is_token_key(key));
+    body.retain(|(key, _)| !auth::is_token_key(key));
+    shared::bounds::check_raw_fields(&query, &body).map_err(ApiError::Malformed)?;
     Ok(RequestFields { query, body })
 }
 

@@ -1,6 +1,11 @@
 //! Ingest's HTTP routes: the report endpoint and the health checks.
 
-use crate::{broker::Broker, error::ApiError, request};
+use crate::{
+    auth::{Admission, Guard},
+    broker::Broker,
+    error::ApiError,
+    request,
+};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use log::{info, warn};
@@ -14,14 +19,14 @@ pub struct AppState {
     pub broker: Broker,
     /// Zone for gateway times without an offset.
     pub gateway_zone: GatewayZone,
-    /// Largest request body accepted.
-    pub max_body_bytes: usize,
+    /// Source, rate, token and signature checks, and the body limits.
+    pub guard: Guard,
 }
 
 /// Registers all routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/dlr")
+        web::resource(["/dlr", "/dlr/{token}"])
             .route(web::get().to(receive_report))
             .route(web::post().to(receive_report)),
     )
@@ -48,7 +53,11 @@ async fn receive_report(
         received_at: Utc::now(),
     };
 
-    let fields = request::read_fields(&req, payload, state.max_body_bytes).await?;
+    let admitted = match state.guard.admit(&req, payload).await? {
+        Admission::Admitted(admitted) => admitted,
+        Admission::Replayed => return Ok(already_accepted()),
+    };
+    let fields = request::read_fields(&req, admitted.body.clone()).await?;
     let report = parse_report(&fields.query, &fields.body, &ctx).map_err(|e| {
         info!("report refused reason=invalid fields={}", field_names(&e));
         ApiError::InvalidReport(e)
@@ -62,6 +71,7 @@ async fn receive_report(
         );
         return Err(ApiError::BrokerUnavailable);
     }
+    state.guard.accepted(&admitted);
 
     info!(
         "report accepted msgid={} status={} elapsed_ms={}",
@@ -74,6 +84,11 @@ async fn receive_report(
         msgid: report.msg_id.as_str(),
         status: report.status.as_str(),
     }))
+}
+
+/// The answer to a signed request replayed after its report was accepted.
+fn already_accepted() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "result": "already_accepted" }))
 }
 
 fn field_names(e: &shared::InvalidReport) -> String {
