@@ -210,6 +210,23 @@ mod tests {
         );
     }
 
+    #[actix_rt::test]
+    async fn token_keys_are_dropped_from_both_parts_and_nul_is_refused() {
+        let req = actix_web::test::TestRequest::post()
+            .uri("/dlr?Token=secret-secret-secret&msgid=1")
+            .insert_header(("content-type", "application/x-www-form-urlencoded"))
+            .to_http_request();
+
+        let fields = read_fields(&req, web::Bytes::from_static(b"token=x&mno=123"))
+            .await
+            .unwrap();
+        let refused = read_fields(&req, web::Bytes::from_static(b"note=a%00b")).await;
+
+        assert_eq!(fields.query, vec![("msgid".to_string(), "1".to_string())]);
+        assert_eq!(fields.body, vec![("mno".to_string(), "123".to_string())]);
+        assert!(matches!(refused, Err(ApiError::Malformed(_))));
+    }
+
     #[test]
     fn form_decoding_refuses_invalid_utf8() {
         assert!(decode_form(b"msgid=%FF%FE").is_err());
