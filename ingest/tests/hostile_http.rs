@@ -10,6 +10,7 @@ use actix_web::{
     dev::{Service, ServiceResponse},
     test as actix_test, web, App,
 };
+use futures_util::FutureExt;
 use ingest::{
     auth::{AuthSettings, Guard, Secret, TokenSource},
     broker::Broker,
@@ -21,11 +22,14 @@ use proptest::{
     test_runner::{Config, TestCaseResult, TestRunner},
 };
 use shared::{amqp::AmqpSettings, GatewayZone};
-use std::time::Duration;
+use std::{panic::AssertUnwindSafe, time::Duration};
 
 const TOKEN: &str = "hostile-test-token-0123456789";
 const MAX_BODY: usize = 64 * 1024;
 const CASES: u32 = 256;
+/// The status reported for a request whose handling panicked; a real server would drop
+/// the connection.
+const PANICKED: u16 = 999;
 
 /// A request as bytes, so it can carry anything a client can send.
 #[derive(Clone, Debug)]
@@ -129,9 +133,11 @@ where
     }
     let request = request.set_payload(raw.body.clone()).to_request();
 
-    let response = match actix_test::try_call_service(app, request).await {
-        Ok(response) => response,
-        Err(e) => {
+    let called = AssertUnwindSafe(actix_test::try_call_service(app, request)).catch_unwind();
+    let response = match called.await {
+        Err(_) => return (PANICKED, "the handler panicked".into()),
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => {
             let response = e.as_response_error().error_response();
             return (response.status().as_u16(), String::new());
         }
@@ -393,6 +399,30 @@ fn query_piece() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Pieces of multipart framing, to put boundaries and line breaks where parsers slip.
+fn multipart_piece() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        "\r\n",
+        "\n",
+        "\r",
+        "-",
+        "--",
+        "b",
+        "--b",
+        "--bbbb",
+        "--bbbb--",
+        "--bbbb\r\n",
+        "--b--",
+        "--b\r\n",
+        "x",
+        "Content-Disposition: form-data; name=\"msgid\"",
+        "Content-Disposition: form-data",
+        "name=\"\"",
+        ";",
+    ])
+    .prop_map(str::to_owned)
+}
+
 fn random_request() -> impl Strategy<Value = RawRequest> {
     let content_type = prop_oneof![
         Just(None),
@@ -402,6 +432,7 @@ fn random_request() -> impl Strategy<Value = RawRequest> {
             "application/vnd.gateway+json; charset=latin1".to_owned()
         )),
         Just(Some("multipart/form-data; boundary=b".to_owned())),
+        Just(Some("multipart/form-data; boundary=bbbb".to_owned())),
         Just(Some("multipart/form-data".to_owned())),
         Just(Some("text/plain".to_owned())),
         Just(Some("application/octet-stream".to_owned())),
@@ -411,6 +442,7 @@ fn random_request() -> impl Strategy<Value = RawRequest> {
         "\\{(\"[a-z]{1,8}\":(\"[^\"]{0,20}\"|[0-9eE.+-]{1,30}|null|true|\\[\\]|\\{\\}),?){0,8}\\}"
             .prop_map(String::into_bytes),
         prop::collection::vec(query_piece(), 0..40).prop_map(|p| p.concat().into_bytes()),
+        prop::collection::vec(multipart_piece(), 0..12).prop_map(|p| p.concat().into_bytes()),
         concat!(
             "--b\r\nContent-Disposition: form-data; name=\"[^\"]{0,10}\"\r\n\r\n",
             "[^\r]{0,20}\r\n(--b--\r\n)?"
