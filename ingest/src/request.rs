@@ -122,17 +122,47 @@ fn printable(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(40).collect()
 }
 
+/// A JSON object's members in order, a repeated key kept every time it appears, so a
+/// key given twice with different values is a conflict like in a form, not silently
+/// the last one.
+struct JsonMembers(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for JsonMembers {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(MembersVisitor)
+    }
+}
+
+struct MembersVisitor;
+
+impl<'de> serde::de::Visitor<'de> for MembersVisitor {
+    type Value = JsonMembers;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object of fields")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<JsonMembers, A::Error> {
+        let mut members = Vec::new();
+        while let Some(member) = map.next_entry::<String, serde_json::Value>()? {
+            members.push(member);
+        }
+        Ok(JsonMembers(members))
+    }
+}
+
 /// Reads a JSON object of scalar values. Strings are taken as they are, numbers and
 /// booleans as their JSON text, nulls as absent. A report field holding an array or
 /// object is refused; an unknown key holding one is kept as its JSON text.
 fn decode_json(body: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadEncoding(format!("the body is not valid JSON: {e}")))?;
-    let serde_json::Value::Object(object) = value else {
-        return Err(ApiError::BadEncoding(
-            "the JSON body must be an object of fields".into(),
-        ));
-    };
+    let JsonMembers(object) = serde_json::from_slice(body).map_err(|e| {
+        let why = if e.is_data() {
+            "the JSON body must be an object of fields".to_owned()
+        } else {
+            format!("the body is not valid JSON: {e}")
+        };
+        ApiError::BadEncoding(why)
+    })?;
 
     let mut pairs = Vec::with_capacity(object.len());
     for (key, value) in object {
@@ -276,6 +306,18 @@ mod tests {
 
             assert!(matches!(refused, Err(ApiError::BadEncoding(_))), "{body:?}");
             assert!(other.is_err(), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn json_keys_given_twice_are_all_kept_and_non_objects_refused() {
+        let pairs = decode_json(br#"{"msgid":"a","n":1,"msgid":"b","x":null}"#).unwrap();
+
+        let keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["msgid", "n", "msgid"]);
+        assert_eq!(pairs[2].1, "b");
+        for body in [&b"[1]"[..], b"\"s\"", b"{\"a\":1", b"{\"a\":\"\xff\"}"] {
+            assert!(decode_json(body).is_err(), "{body:?}");
         }
     }
 

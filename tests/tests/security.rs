@@ -334,6 +334,17 @@ async fn forged_stale_or_altered_requests_are_refused_and_a_replay_changes_nothi
         .await
         .unwrap();
     assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
+    let unsigned_field = Signed {
+        path: format!("/dlr?token={NEW_TOKEN}&err=forged"),
+        token: None,
+        ..good.clone()
+    };
+    let outside = unsigned_field.send(&http, &base).send().await.unwrap();
+    assert_eq!(
+        outside.status(),
+        StatusCode::BAD_REQUEST,
+        "a field outside the signature"
+    );
     let spoofed = good.send(&http, &direct.url("")).send().await.unwrap();
     assert_eq!(
         spoofed.status(),
