@@ -41,6 +41,7 @@ use std::{
     time::{Duration, Instant},
 };
 use subtle::ConstantTimeEq;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// The query-string key a token may be sent under, compared without regard to case.
 pub const TOKEN_KEY: &str = "token";
@@ -252,14 +253,22 @@ impl Guard {
     }
 
     /// With a token file configured, starts re-reading it periodically and on SIGHUP.
-    /// A file that cannot be read or holds no valid token leaves the current tokens in
-    /// place, so a half-written file never locks the gateway out. Must be called inside
-    /// a tokio runtime.
+    /// A file that cannot be read, holds no token or a line that is not one, leaves the
+    /// current tokens in place, so a half-written file never locks the gateway out. Must
+    /// be called inside a tokio runtime; SIGHUP is listened for from the moment it
+    /// returns.
     pub fn keep_tokens_fresh(&self) {
         let (Some(tokens), Some((path, every))) = (&self.tokens, &self.token_file) else {
             return;
         };
-        tokio::spawn(reload_tokens(tokens.clone(), path.clone(), *every));
+        let hangup = match signal(SignalKind::hangup()) {
+            Ok(hangup) => Some(hangup),
+            Err(e) => {
+                warn!("cannot listen for SIGHUP; the token file is re-read on its timer: {e}");
+                None
+            }
+        };
+        tokio::spawn(reload_tokens(tokens.clone(), path.clone(), *every, hangup));
     }
 
     /// Runs every check that comes before the fields are read, reading the body on the
@@ -438,8 +447,12 @@ fn redact(path: &str, query: &str) -> String {
     format!("{path}?{query}")
 }
 
-async fn reload_tokens(tokens: TokenSet, path: PathBuf, every: Duration) {
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+async fn reload_tokens(
+    tokens: TokenSet,
+    path: PathBuf,
+    every: Duration,
+    mut hangup: Option<Signal>,
+) {
     let mut ticks = tokio::time::interval(every);
     ticks.tick().await;
     loop {

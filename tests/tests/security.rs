@@ -465,3 +465,42 @@ async fn slow_clients_are_cut_off_by_the_header_and_body_timeouts() {
     assert!(slow_body.starts_with("HTTP/1.1 408"), "{slow_body}");
     assert!(slow_body.contains("request_timeout"), "{slow_body}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rewritten_token_file_takes_effect_on_sighup_without_a_restart() {
+    let env = TestEnv::new("rotate");
+    let path = std::env::temp_dir().join(format!("{}-tokens", env.name));
+    std::fs::write(&path, format!("# before rotation\n{OLD_TOKEN}\n")).unwrap();
+    let file = path.to_str().unwrap();
+    let ingest = env.spawn_ingest(&[
+        ("DLR_TOKENS_FILE", file),
+        ("DLR_TOKENS_RELOAD_SECS", "3600"),
+    ]);
+    let http = client();
+    let status_with = |token: &'static str| {
+        let request = http.get(ingest.url("/dlr?msgid=x")).bearer_auth(token);
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(status_with(OLD_TOKEN).await, StatusCode::BAD_REQUEST);
+    assert_eq!(status_with(NEW_TOKEN).await, StatusCode::UNAUTHORIZED);
+
+    std::fs::write(&path, format!("{NEW_TOKEN}\n")).unwrap();
+    let signalled = std::process::Command::new("kill")
+        .args(["-HUP", &ingest.pid().to_string()])
+        .status()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while status_with(NEW_TOKEN).await != StatusCode::BAD_REQUEST {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new token was not taken up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let old_after = status_with(OLD_TOKEN).await;
+    let _ = std::fs::remove_file(&path);
+
+    assert!(signalled.success());
+    assert_eq!(old_after, StatusCode::UNAUTHORIZED);
+    assert!(!ingest.log().contains(NEW_TOKEN));
+}
