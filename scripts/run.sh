@@ -43,6 +43,13 @@ STOP_TIMEOUT_SECS=${STOP_TIMEOUT_SECS:-15}
 export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1/dlr}
 export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 
+# Ingest refuses to start without a secret. A local run with none configured opens the
+# endpoint explicitly, and says so; set DLR_TOKENS to try authentication.
+if [ -z "${DLR_TOKENS:-}${DLR_TOKENS_FILE:-}${DLR_SIGNING_SECRETS:-}${DLR_AUTH:-}" ]; then
+    export DLR_AUTH=none
+    echo "[run] no DLR_TOKENS set: ingest accepts reports without a token (DLR_AUTH=none)"
+fi
+
 host=127.0.0.1
 target_dir=${CARGO_TARGET_DIR:-$repo_root/target}
 nginx_dir=$RUN_DIR/nginx

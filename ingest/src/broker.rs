@@ -91,6 +91,20 @@ impl Broker {
         broker
     }
 
+    /// A handle that has no link and never gets one: no supervisor runs, so it stays in
+    /// the real "broker down" state for its whole life and every publish fails at once
+    /// with [`PublishError::Unavailable`]. It lets the HTTP layer be built and tested
+    /// without a broker; it is not a stand-in that pretends to publish.
+    pub fn detached(settings: AmqpSettings) -> Self {
+        Broker {
+            link: Arc::new(RwLock::new(None)),
+            settings: Arc::new(settings),
+            channel_count: 1,
+            publish_timeout: Duration::ZERO,
+            next_channel: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
     /// Whether a publish could be attempted now.
     pub fn is_ready(&self) -> bool {
         self.current().is_some_and(|link| link.usable())

@@ -29,6 +29,19 @@ pub enum ApiError {
     UnsupportedMediaType,
     /// The broker did not confirm the report; nothing was stored (503).
     BrokerUnavailable,
+    /// The request is not from an allowed source, or its token or signature is missing,
+    /// wrong or stale (401). Which one is logged, never told.
+    Unauthorized,
+    /// The request breaks a bound of [`shared::bounds`] or holds a control character,
+    /// or a signed request carries fields outside its signed body (400).
+    Malformed(String),
+    /// The source has spent its rate limit (429).
+    RateLimited {
+        /// Whole seconds until the source may send again.
+        retry_after_secs: u64,
+    },
+    /// The body did not arrive within the body timeout (408).
+    RequestTimeout,
 }
 
 impl ApiError {
@@ -50,6 +63,10 @@ impl ApiError {
             ApiError::TooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::BrokerUnavailable => "broker_unavailable",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Malformed(_) => "malformed_request",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::RequestTimeout => "request_timeout",
         }
     }
 }
@@ -68,6 +85,12 @@ impl std::fmt::Display for ApiError {
             ApiError::BrokerUnavailable => {
                 f.write_str("the report could not be stored right now; retry later")
             }
+            ApiError::Unauthorized => f.write_str("missing or invalid credentials"),
+            ApiError::Malformed(why) => f.write_str(why),
+            ApiError::RateLimited { .. } => {
+                f.write_str("too many requests from this source; retry later")
+            }
+            ApiError::RequestTimeout => f.write_str("the body did not arrive in time"),
         }
     }
 }
@@ -88,12 +111,16 @@ struct Detail<'a> {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::InvalidReport(_) | ApiError::BadEncoding(_) | ApiError::BodyUnreadable => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::InvalidReport(_)
+            | ApiError::BadEncoding(_)
+            | ApiError::BodyUnreadable
+            | ApiError::Malformed(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BrokerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -111,8 +138,17 @@ impl ResponseError for ApiError {
         };
 
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, ApiError::BrokerUnavailable) {
-            response.insert_header(("Retry-After", RETRY_AFTER_SECS.to_string()));
+        match self {
+            ApiError::BrokerUnavailable => {
+                response.insert_header(("Retry-After", RETRY_AFTER_SECS.to_string()));
+            }
+            ApiError::RateLimited { retry_after_secs } => {
+                response.insert_header(("Retry-After", retry_after_secs.to_string()));
+            }
+            ApiError::Unauthorized => {
+                response.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            _ => {}
         }
         response.json(body)
     }

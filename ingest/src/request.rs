@@ -1,9 +1,10 @@
 //! Reading a gateway request's fields from its query string and body, whatever the form.
 
-use crate::error::ApiError;
-use actix_web::{http::header, web, HttpRequest};
-use futures_util::StreamExt;
+use crate::{auth, error::ApiError};
+use actix_web::{http::header, mime, web, HttpMessage, HttpRequest};
+use futures_util::{FutureExt, StreamExt};
 use shared::Rules;
+use std::{panic::AssertUnwindSafe, time::Duration};
 
 /// A request's fields as ordered `(key, value)` pairs, per part.
 #[derive(Debug, Default)]
@@ -22,31 +23,49 @@ enum BodyKind {
     Json,
 }
 
-/// Reads the query string and, for a POST, the body, refusing bodies over `max_body` bytes.
-pub async fn read_fields(
-    req: &HttpRequest,
+/// Reads the body, refusing one over `max_body` bytes (413) or one that does not arrive
+/// within `timeout` (408), so a slow client cannot hold a worker.
+pub async fn read_body(
     mut payload: web::Payload,
     max_body: usize,
+    timeout: Duration,
+) -> Result<web::Bytes, ApiError> {
+    let read = async {
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|_| ApiError::BodyUnreadable)?;
+            if body.len() + chunk.len() > max_body {
+                return Err(ApiError::TooLarge { limit: max_body });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| ApiError::RequestTimeout)?
+}
+
+/// Decodes the query string and the body already read. A `token` key is dropped from
+/// both parts, so a secret is never kept as a field; what remains must stay within
+/// [`shared::bounds`] and hold no control character.
+pub async fn read_fields(
+    req: &HttpRequest,
+    body: web::Bytes,
     rules: &Rules,
 ) -> Result<RequestFields, ApiError> {
-    let query = decode_form(req.query_string().as_bytes()).map_err(ApiError::BadEncoding)?;
+    let mut query = decode_form(req.query_string().as_bytes()).map_err(ApiError::BadEncoding)?;
 
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| ApiError::BodyUnreadable)?;
-        if body.len() + chunk.len() > max_body {
-            return Err(ApiError::TooLarge { limit: max_body });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    let body = body.freeze();
-
-    let body = match body_kind(req, body.is_empty())? {
+    let mut body = match body_kind(req, body.is_empty())? {
         BodyKind::Empty => Vec::new(),
         BodyKind::Form => decode_form(&body).map_err(ApiError::BadEncoding)?,
         BodyKind::Json => decode_json(&body, rules)?,
         BodyKind::Multipart => decode_multipart(req, body).await?,
     };
+
+    query.retain(|(key, _)| !auth::is_token_key(key));
+    body.retain(|(key, _)| !auth::is_token_key(key));
+    shared::bounds::check_raw_fields(&query, &body).map_err(ApiError::Malformed)?;
     Ok(RequestFields { query, body })
 }
 
@@ -107,17 +126,47 @@ fn printable(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(40).collect()
 }
 
+/// A JSON object's members in order, a repeated key kept every time it appears, so a
+/// key given twice with different values is a conflict like in a form, not silently
+/// the last one.
+struct JsonMembers(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for JsonMembers {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(MembersVisitor)
+    }
+}
+
+struct MembersVisitor;
+
+impl<'de> serde::de::Visitor<'de> for MembersVisitor {
+    type Value = JsonMembers;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object of fields")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<JsonMembers, A::Error> {
+        let mut members = Vec::new();
+        while let Some(member) = map.next_entry::<String, serde_json::Value>()? {
+            members.push(member);
+        }
+        Ok(JsonMembers(members))
+    }
+}
+
 /// Reads a JSON object of scalar values. Strings are taken as they are, numbers and
 /// booleans as their JSON text, nulls as absent. A report field holding an array or
 /// object is refused; an unknown key holding one is kept as its JSON text.
 fn decode_json(body: &[u8], rules: &Rules) -> Result<Vec<(String, String)>, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadEncoding(format!("the body is not valid JSON: {e}")))?;
-    let serde_json::Value::Object(object) = value else {
-        return Err(ApiError::BadEncoding(
-            "the JSON body must be an object of fields".into(),
-        ));
-    };
+    let JsonMembers(object) = serde_json::from_slice(body).map_err(|e| {
+        let why = if e.is_data() {
+            "the JSON body must be an object of fields".to_owned()
+        } else {
+            format!("the body is not valid JSON: {e}")
+        };
+        ApiError::BadEncoding(why)
+    })?;
 
     let mut pairs = Vec::with_capacity(object.len());
     for (key, value) in object {
@@ -141,8 +190,41 @@ fn decode_json(body: &[u8], rules: &Rules) -> Result<Vec<(String, String)>, ApiE
     Ok(pairs)
 }
 
+/// Shortest multipart boundary accepted. RFC 2046 allows a single character, but
+/// actix-multipart 0.7 panics on some bodies whose boundary is shorter than four
+/// characters, and no common client uses one that short.
+const MULTIPART_BOUNDARY_MIN_LEN: usize = 4;
+
 /// Reads `multipart/form-data` parts as text fields.
+///
+/// The parser is a dependency's; should it panic on some input despite the boundary
+/// check, the panic is contained here and the request refused as malformed, so no
+/// input can take a worker down.
 async fn decode_multipart(
+    req: &HttpRequest,
+    body: web::Bytes,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let boundary_len = req
+        .mime_type()
+        .ok()
+        .flatten()
+        .and_then(|mime| mime.get_param(mime::BOUNDARY).map(|b| b.as_str().len()));
+    if boundary_len.is_some_and(|len| len < MULTIPART_BOUNDARY_MIN_LEN) {
+        return Err(ApiError::BadEncoding(format!(
+            "the multipart boundary is shorter than {MULTIPART_BOUNDARY_MIN_LEN} characters"
+        )));
+    }
+
+    let parsed = AssertUnwindSafe(parse_multipart(req, body))
+        .catch_unwind()
+        .await;
+    parsed.unwrap_or_else(|_| {
+        log::warn!("the multipart parser panicked; the request is refused as malformed");
+        Err(ApiError::BadEncoding("bad multipart body".into()))
+    })
+}
+
+async fn parse_multipart(
     req: &HttpRequest,
     body: web::Bytes,
 ) -> Result<Vec<(String, String)>, ApiError> {
@@ -193,6 +275,67 @@ mod tests {
                 ("d".to_string(), "€".to_string()),
             ]
         );
+    }
+
+    #[actix_rt::test]
+    async fn token_keys_are_dropped_from_both_parts_and_nul_is_refused() {
+        let req = actix_web::test::TestRequest::post()
+            .uri("/dlr?Token=secret-secret-secret&msgid=1")
+            .insert_header(("content-type", "application/x-www-form-urlencoded"))
+            .to_http_request();
+
+        let fields = read_fields(
+            &req,
+            web::Bytes::from_static(b"token=x&mno=123"),
+            &Rules::default(),
+        )
+        .await
+        .unwrap();
+        let refused = read_fields(
+            &req,
+            web::Bytes::from_static(b"note=a%00b"),
+            &Rules::default(),
+        )
+        .await;
+
+        assert_eq!(fields.query, vec![("msgid".to_string(), "1".to_string())]);
+        assert_eq!(fields.body, vec![("mno".to_string(), "123".to_string())]);
+        assert!(matches!(refused, Err(ApiError::Malformed(_))));
+    }
+
+    #[actix_rt::test]
+    async fn multipart_bodies_that_crashed_the_parser_are_refused() {
+        let short = actix_web::test::TestRequest::post()
+            .insert_header(("content-type", "multipart/form-data; boundary=b"))
+            .to_http_request();
+        let long = actix_web::test::TestRequest::post()
+            .insert_header(("content-type", "multipart/form-data; boundary=bbbb"))
+            .to_http_request();
+
+        for body in ["\n", "\n--b--b--", "\r\n\r\n\n", "\n-----"] {
+            let bytes = web::Bytes::from(body);
+            let refused = decode_multipart(&short, bytes.clone()).await;
+            let other = decode_multipart(&long, bytes).await;
+
+            assert!(matches!(refused, Err(ApiError::BadEncoding(_))), "{body:?}");
+            assert!(other.is_err(), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn json_keys_given_twice_are_all_kept_and_non_objects_refused() {
+        let pairs = decode_json(
+            br#"{"msgid":"a","n":1,"msgid":"b","x":null}"#,
+            &Rules::default(),
+        )
+        .unwrap();
+
+        let keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["msgid", "n", "msgid"]);
+        assert_eq!(pairs[2].1, "b");
+        for body in [&b"[1]"[..], b"\"s\"", b"{\"a\":1", b"{\"a\":\"\xff\"}"] {
+            assert!(decode_json(body, &Rules::default()).is_err(), "{body:?}");
+        }
     }
 
     #[test]

@@ -1,7 +1,12 @@
 //! Ingest's HTTP routes: the report endpoint and the health checks.
 
 use crate::{
-    broker::Broker, error::ApiError, metrics::IngestMetrics, quarantine::Quarantine, request,
+    auth::{Admission, Guard},
+    broker::Broker,
+    error::ApiError,
+    metrics::IngestMetrics,
+    quarantine::Quarantine,
+    request,
 };
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
@@ -16,8 +21,8 @@ pub struct AppState {
     pub broker: Broker,
     /// Zone for gateway times without an offset.
     pub gateway_zone: GatewayZone,
-    /// Largest request body accepted.
-    pub max_body_bytes: usize,
+    /// Source, rate, token and signature checks, and the body limits.
+    pub guard: Guard,
     /// Aliases taught at run time.
     pub rules: Rules,
     /// Where refused requests are kept.
@@ -29,7 +34,7 @@ pub struct AppState {
 /// Registers all routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/dlr")
+        web::resource(["/dlr", "/dlr/{token}"])
             .route(web::get().to(receive_report))
             .route(web::post().to(receive_report)),
     )
@@ -73,7 +78,11 @@ async fn accept_report(
         rules: &state.rules,
     };
 
-    let fields = request::read_fields(req, payload, state.max_body_bytes, &state.rules).await?;
+    let admitted = match state.guard.admit(req, payload).await? {
+        Admission::Admitted(admitted) => admitted,
+        Admission::Replayed => return Ok(already_accepted()),
+    };
+    let fields = request::read_fields(req, admitted.body.clone(), &state.rules).await?;
     let report = match parse_report(&fields.query, &fields.body, &ctx) {
         Ok(report) => report,
         Err(invalid) => {
@@ -106,6 +115,7 @@ async fn accept_report(
         .reports
         .with_label_values(&[report.status.as_str()])
         .inc();
+    state.guard.accepted(&admitted);
 
     info!(
         "report accepted msgid={} status={} elapsed_ms={}",
@@ -118,6 +128,11 @@ async fn accept_report(
         msgid: report.msg_id.as_str(),
         status: report.status.as_str(),
     }))
+}
+
+/// The answer to a signed request replayed after its report was accepted.
+fn already_accepted() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "result": "already_accepted" }))
 }
 
 fn field_names(e: &shared::InvalidReport) -> String {

@@ -5,10 +5,12 @@
 //! one; the report travels on the queue as [`Report::to_envelope_json`]; the processor
 //! decodes it with [`Report::from_envelope_json`] and orders reports of one message by
 //! [`Report::truth_key`]. [`amqp`] declares the broker topology both services rely on, and
-//! [`env`] reads typed settings from the environment.
+//! [`env`] reads typed settings from the environment. [`bounds`] limits what a request may
+//! carry at all, before any of it is parsed or kept.
 
 pub mod amqp;
 pub mod backoff;
+pub mod bounds;
 pub mod env;
 pub mod parse;
 pub mod quarantine;

@@ -115,11 +115,24 @@ impl TestEnv {
     }
 
     /// Starts an ingest process and waits until it answers `/healthz`.
+    ///
+    /// Unless `extra` configures authentication itself (a token, a token file, a signing
+    /// secret or `DLR_AUTH`), ingest is started with `DLR_AUTH=none`, the explicit
+    /// opt-out it requires to run without a secret.
     pub fn spawn_ingest(&self, extra: &[(&str, &str)]) -> Service {
         let addr = free_addr();
         let mut env = self.service_env();
         env.push(("INGEST_LISTEN".into(), addr.to_string()));
         env.push(("INGEST_WORKERS".into(), "2".into()));
+        let auth_variables = [
+            "DLR_AUTH",
+            "DLR_TOKENS",
+            "DLR_TOKENS_FILE",
+            "DLR_SIGNING_SECRETS",
+        ];
+        if !extra.iter().any(|(k, _)| auth_variables.contains(k)) {
+            env.push(("DLR_AUTH".into(), "none".into()));
+        }
         Service::spawn("ingest", &format!("{}-ingest", self.name), addr, env, extra)
     }
 
