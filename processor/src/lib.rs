@@ -8,7 +8,9 @@
 //! are acknowledged after the commit, so a crash at any point leads to redelivery, never
 //! to loss, and redelivery leads to no duplicate, since the write is idempotent.
 
+pub mod api;
 pub mod consumer;
+pub mod dashboard;
 pub mod db;
 pub mod health;
 pub mod settings;
@@ -46,10 +48,17 @@ pub async fn run_until(
         health: health.clone(),
         pool: pool.clone(),
     });
+    let api_state = web::Data::new(api::ApiState::new(
+        pool.clone(),
+        settings.api_tokens.clone(),
+    ));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(api_state.clone())
             .configure(health::configure)
+            .configure(api::configure)
+            .configure(dashboard::configure)
     })
     .workers(1)
     .disable_signals()

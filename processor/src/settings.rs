@@ -1,5 +1,6 @@
 //! The processor's settings, read once from the environment at start-up.
 
+use crate::api::auth::ApiTokens;
 use shared::{amqp::AmqpSettings, env, env::SettingError, GatewayZone};
 use std::{net::SocketAddr, time::Duration};
 
@@ -23,6 +24,9 @@ pub struct Settings {
     pub batch_max_wait: Duration,
     /// Zone for gateway times without an offset, used when replaying (`GATEWAY_TZ`).
     pub gateway_zone: GatewayZone,
+    /// Bearer tokens that may read the query API and the dashboard (`API_TOKENS`,
+    /// comma-separated); empty means every data request is refused. Never logged.
+    pub api_tokens: ApiTokens,
 }
 
 impl Settings {
@@ -44,6 +48,12 @@ impl Settings {
             batch_size: env::bounded("BATCH_SIZE", 500, 1..=10_000)? as usize,
             batch_max_wait: env::millis("BATCH_MAX_WAIT_MS", 20, 1)?,
             gateway_zone: env::parsed("GATEWAY_TZ", GatewayZone::default())?,
+            api_tokens: ApiTokens::parse(&env::text("API_TOKENS", "")).map_err(|problem| {
+                SettingError {
+                    variable: "API_TOKENS",
+                    problem,
+                }
+            })?,
         })
     }
 }
