@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/services.sh
+bash scripts/browser.sh
 cargo build --workspace --bins
 cargo test --workspace "$@"
