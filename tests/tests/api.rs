@@ -495,3 +495,48 @@ async fn a_report_sent_through_ingest_is_readable_through_the_api() {
     assert_eq!(found["history"][0]["status_raw"], "DELIVRD");
     assert_eq!(stats["totals"]["delivered"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stats_rollup_matches_the_messages_after_out_of_order_reports_from_two_processors() {
+    let env = TestEnv::new("apirollup");
+    let _first = env.spawn_ready_processor(&[("API_TOKENS", TOKEN), ("BATCH_SIZE", "7")]);
+    let _second = env.spawn_ready_processor(&[("API_TOKENS", TOKEN), ("BATCH_SIZE", "5")]);
+    let ingest = env.spawn_ready_ingest(&[]);
+    let http = client();
+    let words = ["ACCEPTD", "DELIVRD", "ENROUTE", "UNDELIV", "EXPIRED"];
+
+    let mut sent = 0;
+    for round in 0..4 {
+        for n in 0..40 {
+            let word = words[(n * 7 + round * 3) % words.len()];
+            let minute = (n * 13 + round * 29) % 60;
+            let url = format!(
+                "/dlr?msgid=roll-{n}&mno=3579900{n:04}&sid=ACME&status={word}\
+                 &datetime=2026-12-01+{:02}:{minute:02}:00",
+                10 + (n + round) % 3
+            );
+            let response = http.get(ingest.url(&url)).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            sent += 1;
+        }
+    }
+    let settled = env.wait_until(Duration::from_secs(20), |e| {
+        e.queue_depth_blocking() == Some(0)
+            && e.count("SELECT count(*) AS n FROM status_transitions") > 0
+    });
+    std::thread::sleep(Duration::from_millis(500));
+
+    assert!(settled);
+    assert_eq!(sent, 160);
+    assert_eq!(env.count("SELECT count(*) AS n FROM messages"), 40);
+    let mismatches = env.count(
+        "SELECT count(*) AS n FROM (
+             SELECT date_trunc('hour', first_received_at, 'UTC') AS hour, status,
+                 count(*) AS messages
+             FROM messages GROUP BY 1, 2) AS actual
+         FULL JOIN (SELECT hour, status, messages FROM message_hourly_counts
+                    WHERE messages <> 0) AS rollup USING (hour, status)
+         WHERE actual.messages IS DISTINCT FROM rollup.messages",
+    );
+    assert_eq!(mismatches, 0);
+}
