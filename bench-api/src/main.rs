@@ -191,6 +191,8 @@ async fn time_calls(
         format!("/v1/messages?limit=50&recipient={recipient}"),
         "/v1/messages?limit=50&sender=sender-7".into(),
         "/v1/messages?limit=50&sender=sender-7&status=rejected".into(),
+        "/v1/messages?limit=50&sender=sender-7&status=rejected,expired".into(),
+        "/v1/messages?limit=50&sender=sender-7&status=undelivered,expired".into(),
         format!("/v1/messages?limit=50&{window}"),
         format!("/v1/messages?limit=50&status=failed&{window}"),
         "/v1/messages?limit=50&mask=true".into(),

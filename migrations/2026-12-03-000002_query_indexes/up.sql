@@ -8,12 +8,20 @@
 CREATE INDEX messages_status_at_msg_id_idx ON messages (status_at DESC, msg_id DESC);
 DROP INDEX messages_status_at_idx;
 
--- GET /v1/messages?status=...: one status, newest first, with the time range and keyset.
+-- GET /v1/messages?status=...: one status, newest first, with the time range and keyset;
+-- several statuses are one branch per status, merged.
 CREATE INDEX messages_status_status_at_idx ON messages (status, status_at DESC, msg_id DESC);
 
 -- GET /v1/messages?sender=...: a sender has many messages, so it needs its own ordered
--- index; a status filter on top is applied while walking it.
+-- index.
 CREATE INDEX messages_sender_status_at_idx ON messages (sender, status_at DESC, msg_id DESC);
+
+-- GET /v1/messages?sender=...&status=...: one status of one sender is a range of its own,
+-- even where that sender has few or no messages in that status (walking the sender index
+-- and filtering would then read all of the sender's messages to find none). Several
+-- statuses are queried as one branch per status, each a range of this index.
+CREATE INDEX messages_sender_status_idx
+    ON messages (sender, status, status_at DESC, msg_id DESC);
 
 -- GET /v1/messages?recipient=... is served by messages_recipient_idx (recipient,
 -- status_at DESC) from the first migration: a number has few messages.
