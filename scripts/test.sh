@@ -13,5 +13,6 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null \
         || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
 fi
+bash scripts/browser.sh
 cargo build --workspace --bins
 cargo test --workspace "$@"

@@ -10,7 +10,9 @@
 //! [`replay`] is the `processor replay` command, which feeds quarantined and
 //! dead-lettered messages that pass the current rules back into the queue.
 
+pub mod api;
 pub mod consumer;
+pub mod dashboard;
 pub mod db;
 pub mod health;
 pub mod metrics;
@@ -52,10 +54,17 @@ pub async fn run_until(
         pool: pool.clone(),
         metrics: metrics.clone(),
     });
+    let api_state = web::Data::new(api::ApiState::new(
+        pool.clone(),
+        settings.api_tokens.clone(),
+    ));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(api_state.clone())
             .configure(health::configure)
+            .configure(api::configure)
+            .configure(dashboard::configure)
     })
     .workers(1)
     .disable_signals()

@@ -1,5 +1,6 @@
 //! The processor's settings, read once from the environment at start-up.
 
+use crate::api::auth::ApiTokens;
 use shared::{amqp::AmqpSettings, env, env::SettingError, GatewayZone, Rules};
 use std::{net::SocketAddr, time::Duration};
 
@@ -29,6 +30,9 @@ pub struct Settings {
     /// commit and its acknowledgement, widening the window in which a crash test kills
     /// the processor. It slows the processor and has no use in production.
     pub fault_ack_delay: Duration,
+    /// Bearer tokens that may read the query API and the dashboard (`API_TOKENS`,
+    /// comma-separated); empty means every data request is refused. Never logged.
+    pub api_tokens: ApiTokens,
 }
 
 impl Settings {
@@ -52,6 +56,12 @@ impl Settings {
             gateway_zone: env::parsed("GATEWAY_TZ", GatewayZone::default())?,
             rules: Rules::from_env()?,
             fault_ack_delay: env::millis("FAULT_ACK_DELAY_MS", 0, 0)?,
+            api_tokens: ApiTokens::parse(&env::text("API_TOKENS", "")).map_err(|problem| {
+                SettingError {
+                    variable: "API_TOKENS",
+                    problem,
+                }
+            })?,
         })
     }
 }

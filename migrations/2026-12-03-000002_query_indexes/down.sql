@@ -1,0 +1,12 @@
+DROP TRIGGER messages_counts_update ON messages;
+DROP TRIGGER messages_counts_delete ON messages;
+DROP TRIGGER messages_counts_insert ON messages;
+DROP FUNCTION message_hourly_counts_move();
+DROP FUNCTION message_hourly_counts_remove();
+DROP FUNCTION message_hourly_counts_add();
+DROP TABLE message_hourly_counts;
+DROP INDEX messages_sender_status_idx;
+DROP INDEX messages_sender_status_at_idx;
+DROP INDEX messages_status_status_at_idx;
+CREATE INDEX messages_status_at_idx ON messages (status_at DESC);
+DROP INDEX messages_status_at_msg_id_idx;
