@@ -19,32 +19,40 @@ WORKDIR /src
 # with empty stand-ins for every workspace member's sources. This layer is rebuilt only
 # when a manifest or Cargo.lock changes, not on every edit of the code. Every member listed
 # in the root Cargo.toml needs its manifest and a stand-in here, or the workspace does not
-# resolve; the `tests` crate is one of them even though no binary depends on it.
+# resolve; the `tests` and benchmark crates are among them even though the image does not
+# build them.
 COPY Cargo.toml Cargo.lock ./
 COPY shared/Cargo.toml shared/
 COPY ingest/Cargo.toml ingest/
 COPY processor/Cargo.toml processor/
 COPY tests/Cargo.toml tests/
-RUN for member in shared ingest processor tests; do \
-        mkdir -p "$member/src" && touch "$member/src/lib.rs"; \
+COPY bench/Cargo.toml bench/
+COPY bench-api/Cargo.toml bench-api/
+RUN for member in shared ingest processor tests bench bench-api; do \
+        mkdir -p "$member/src" \
+        && touch "$member/src/lib.rs" \
+        && echo 'fn main() {}' > "$member/src/main.rs"; \
     done \
-    && echo 'fn main() {}' > ingest/src/main.rs \
-    && echo 'fn main() {}' > processor/src/main.rs \
-    && cargo build --release --locked --bins
+    && cargo build --release --locked -p dlr-ingest -p dlr-processor --bins
 
-# The real sources. The processor embeds migrations/ at compile time.
+# The real sources. The processor embeds migrations/ and docs/openapi.json at compile
+# time. The benchmark and test members are copied so the workspace resolves; only the
+# two services are built.
 COPY shared shared
 COPY ingest ingest
 COPY processor processor
 COPY tests tests
+COPY bench bench
+COPY bench-api bench-api
 COPY migrations migrations
+COPY docs docs
 
 # COPY keeps the files' original modification times, which can be older than the
 # stand-ins just compiled; touching the crate roots makes cargo rebuild the workspace
 # crates instead of reusing the empty ones.
 RUN touch shared/src/lib.rs ingest/src/lib.rs ingest/src/main.rs \
         processor/src/lib.rs processor/src/main.rs \
-    && cargo build --release --locked --bins
+    && cargo build --release --locked -p dlr-ingest -p dlr-processor --bins
 
 # ---------------------------------------------------------------------------------------
 # Runtime: a slim Debian with the two binaries, running as an unprivileged user.
