@@ -8,13 +8,11 @@
 
 use chrono::{DateTime, Utc};
 use lapin::{
-    options::{BasicPublishOptions, ConfirmSelectOptions},
-    types::ShortString,
-    BasicProperties, Channel, Confirmation, Connection,
+    options::ConfirmSelectOptions, types::ShortString, BasicProperties, Channel, Connection,
 };
 use log::{info, warn};
 use shared::{
-    amqp::{self, AmqpSettings},
+    amqp::{self, AmqpSettings, ConfirmError},
     backoff::Backoff,
     quarantine::QuarantineRecord,
     Report,
@@ -32,24 +30,15 @@ use std::{
 pub enum PublishError {
     /// No connection to the broker right now.
     Unavailable,
-    /// The broker did not confirm within the publish timeout.
-    TimedOut,
-    /// The broker refused the message (negative acknowledgement).
-    Refused,
-    /// The broker acknowledged the message but could not route it to any queue.
-    Unroutable,
-    /// The connection failed while publishing or waiting for the confirm.
-    Failed(lapin::Error),
+    /// The broker did not confirm that a queue holds the message.
+    NotConfirmed(ConfirmError),
 }
 
 impl std::fmt::Display for PublishError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PublishError::Unavailable => f.write_str("no broker connection"),
-            PublishError::TimedOut => f.write_str("broker did not confirm in time"),
-            PublishError::Refused => f.write_str("broker refused the message"),
-            PublishError::Unroutable => f.write_str("broker returned the message as unroutable"),
-            PublishError::Failed(e) => write!(f, "publishing failed: {e}"),
+            PublishError::NotConfirmed(e) => e.fmt(f),
         }
     }
 }
@@ -160,35 +149,13 @@ impl Broker {
         let channel = &link.channels[index];
 
         let properties = BasicProperties::default()
-            .with_delivery_mode(2)
             .with_content_type(ShortString::from("application/json"))
             .with_message_id(ShortString::from(message_id))
             .with_timestamp(received_at.timestamp().max(0) as u64);
-        let options = BasicPublishOptions {
-            mandatory: true,
-            ..BasicPublishOptions::default()
-        };
-
-        let confirmed = async {
-            channel
-                .basic_publish(
-                    exchange.into(),
-                    routing_key.into(),
-                    options,
-                    payload,
-                    properties,
-                )
-                .await?
-                .await
-        };
-        match tokio::time::timeout(self.publish_timeout, confirmed).await {
-            Err(_) => Err(PublishError::TimedOut),
-            Ok(Err(e)) => Err(PublishError::Failed(e)),
-            Ok(Ok(Confirmation::Ack(None))) => Ok(()),
-            Ok(Ok(Confirmation::Ack(Some(_)))) => Err(PublishError::Unroutable),
-            Ok(Ok(Confirmation::Nack(_))) => Err(PublishError::Refused),
-            Ok(Ok(Confirmation::NotRequested)) => Err(PublishError::Refused),
-        }
+        let routing = (exchange, routing_key);
+        amqp::publish_confirmed(channel, routing, payload, properties, self.publish_timeout)
+            .await
+            .map_err(PublishError::NotConfirmed)
     }
 
     /// Keeps a usable link in place for as long as the process runs.

@@ -5,8 +5,8 @@
 //! A 5xx body never carries internal detail; the cause is logged where it is handled.
 
 use actix_web::{http::StatusCode, HttpResponse, ResponseError};
-use serde::Serialize;
-use shared::{FieldError, InvalidReport};
+
+use shared::{error_body::ErrorBody, FieldError, InvalidReport};
 
 /// Seconds a gateway is asked to wait before retrying when the broker is unavailable.
 pub const RETRY_AFTER_SECS: u32 = 1;
@@ -95,19 +95,6 @@ impl std::fmt::Display for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Detail<'a>,
-}
-
-#[derive(Serialize)]
-struct Detail<'a> {
-    code: &'a str,
-    message: String,
-    #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
-    fields: &'a [FieldError],
-}
-
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -129,13 +116,7 @@ impl ResponseError for ApiError {
             ApiError::InvalidReport(e) => e.errors.as_slice(),
             _ => &[],
         };
-        let body = Body {
-            error: Detail {
-                code: self.code(),
-                message: self.to_string(),
-                fields,
-            },
-        };
+        let body = ErrorBody::new(self.code(), self.to_string(), fields);
 
         let mut response = HttpResponse::build(self.status_code());
         match self {

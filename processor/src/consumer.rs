@@ -13,11 +13,11 @@ use futures_util::StreamExt;
 use lapin::{
     message::Delivery,
     options::{
-        BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions,
-        BasicQosOptions, ConfirmSelectOptions,
+        BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions,
+        ConfirmSelectOptions,
     },
     types::{AMQPValue, FieldTable, LongString, ShortString},
-    BasicProperties, Channel, Confirmation, Connection, Consumer,
+    BasicProperties, Channel, Connection, Consumer,
 };
 use log::{error, info, warn};
 use shared::{amqp, backoff::Backoff, Report};
@@ -316,7 +316,6 @@ impl Session<'_> {
             AMQPValue::LongString(LongString::from(self.settings.amqp.queue.clone())),
         );
         let properties = BasicProperties::default()
-            .with_delivery_mode(2)
             .with_headers(headers)
             .with_content_type(
                 delivery
@@ -326,32 +325,27 @@ impl Session<'_> {
                     .unwrap_or_else(|| ShortString::from("application/octet-stream")),
             );
 
-        let confirmed = async {
-            self.dead_letter_channel
-                .basic_publish(
-                    self.settings.amqp.dead_letter_exchange.as_str().into(),
-                    self.settings.amqp.queue.as_str().into(),
-                    BasicPublishOptions::default(),
-                    &delivery.data,
-                    properties,
-                )
-                .await?
-                .await
+        let routing = (
+            self.settings.amqp.dead_letter_exchange.as_str(),
+            self.settings.amqp.queue.as_str(),
+        );
+        let channel = &self.dead_letter_channel;
+        amqp::publish_confirmed(
+            channel,
+            routing,
+            &delivery.data,
+            properties,
+            DEAD_LETTER_CONFIRM_TIMEOUT,
+        )
+        .await?;
+
+        let kind = if reason.starts_with("refused") {
+            "refused"
+        } else {
+            "undecodable"
         };
-        match tokio::time::timeout(DEAD_LETTER_CONFIRM_TIMEOUT, confirmed).await {
-            Ok(Ok(Confirmation::Ack(_))) => {
-                let kind = if reason.starts_with("refused") {
-                    "refused"
-                } else {
-                    "undecodable"
-                };
-                self.metrics.dead_letters.with_label_values(&[kind]).inc();
-                Ok(())
-            }
-            Ok(Ok(_)) => Err(std::io::Error::other("dead-letter publish was not acked").into()),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(std::io::Error::other("dead-letter confirm timed out").into()),
-        }
+        self.metrics.dead_letters.with_label_values(&[kind]).inc();
+        Ok(())
     }
 }
 

@@ -10,11 +10,11 @@
 use crate::settings::Settings;
 use lapin::{
     options::{
-        BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
-        ConfirmSelectOptions, QueueDeclareOptions,
+        BasicAckOptions, BasicGetOptions, BasicNackOptions, ConfirmSelectOptions,
+        QueueDeclareOptions,
     },
     types::ShortString,
-    BasicProperties, Channel, Confirmation,
+    BasicProperties, Channel,
 };
 use log::info;
 use serde::Serialize;
@@ -154,29 +154,13 @@ async fn publish_report(
     report: &Report,
 ) -> Result<(), lapin::Error> {
     let properties = BasicProperties::default()
-        .with_delivery_mode(2)
         .with_content_type(ShortString::from("application/json"))
         .with_message_id(ShortString::from(report.msg_id.as_str()));
-    let options = BasicPublishOptions {
-        mandatory: true,
-        ..BasicPublishOptions::default()
-    };
-    let confirmed = async {
-        channel
-            .basic_publish(
-                settings.amqp.exchange.as_str().into(),
-                settings.amqp.queue.as_str().into(),
-                options,
-                &report.to_envelope_json(),
-                properties,
-            )
-            .await?
-            .await
-    };
-    match tokio::time::timeout(CONFIRM_TIMEOUT, confirmed).await {
-        Ok(Ok(Confirmation::Ack(None))) => Ok(()),
-        Ok(Ok(_)) => Err(std::io::Error::other("replayed report was not routed").into()),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(std::io::Error::other("replayed report was not confirmed").into()),
-    }
+    let routing = (
+        settings.amqp.exchange.as_str(),
+        settings.amqp.queue.as_str(),
+    );
+    let payload = report.to_envelope_json();
+    amqp::publish_confirmed(channel, routing, &payload, properties, CONFIRM_TIMEOUT).await?;
+    Ok(())
 }

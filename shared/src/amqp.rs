@@ -9,10 +9,10 @@
 
 use crate::env::{self, SettingError};
 use lapin::{
-    options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
+    options::{BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
     types::{AMQPValue, FieldTable, LongString, ShortString},
     uri::AMQPUri,
-    Channel, Connection, ConnectionProperties, ExchangeKind,
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
 };
 use std::time::Duration;
 
@@ -112,6 +112,78 @@ pub async fn connect(settings: &AmqpSettings, name: &str) -> Result<Connection, 
             "connecting to the broker timed out",
         )
         .into()),
+    }
+}
+
+/// Why a confirmed publish did not succeed; every variant means "not known to be stored".
+#[derive(Debug)]
+pub enum ConfirmError {
+    /// The broker did not confirm within the timeout.
+    TimedOut,
+    /// The broker refused the message (negative acknowledgement).
+    Refused,
+    /// The broker acknowledged the message but could not route it to any queue.
+    Unroutable,
+    /// The channel or connection failed while publishing or waiting.
+    Failed(lapin::Error),
+}
+
+impl std::fmt::Display for ConfirmError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfirmError::TimedOut => f.write_str("broker did not confirm in time"),
+            ConfirmError::Refused => f.write_str("broker refused the message"),
+            ConfirmError::Unroutable => f.write_str("broker returned the message as unroutable"),
+            ConfirmError::Failed(e) => write!(f, "publishing failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfirmError {}
+
+impl From<ConfirmError> for lapin::Error {
+    fn from(e: ConfirmError) -> lapin::Error {
+        match e {
+            ConfirmError::Failed(e) => e,
+            other => std::io::Error::other(other.to_string()).into(),
+        }
+    }
+}
+
+/// Publishes `payload` as a persistent, mandatory message on a channel in confirm mode
+/// and waits up to `timeout` for the broker's confirm. A message the broker returns as
+/// unroutable is a failure even though the broker acknowledges it.
+pub async fn publish_confirmed(
+    channel: &Channel,
+    (exchange, routing_key): (&str, &str),
+    payload: &[u8],
+    properties: BasicProperties,
+    timeout: Duration,
+) -> Result<(), ConfirmError> {
+    let options = BasicPublishOptions {
+        mandatory: true,
+        ..BasicPublishOptions::default()
+    };
+    let properties = properties.with_delivery_mode(2);
+
+    let confirmed = async {
+        channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                options,
+                payload,
+                properties,
+            )
+            .await?
+            .await
+    };
+    match tokio::time::timeout(timeout, confirmed).await {
+        Err(_) => Err(ConfirmError::TimedOut),
+        Ok(Err(e)) => Err(ConfirmError::Failed(e)),
+        Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+        Ok(Ok(Confirmation::Ack(Some(_)))) => Err(ConfirmError::Unroutable),
+        Ok(Ok(Confirmation::Nack(_) | Confirmation::NotRequested)) => Err(ConfirmError::Refused),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod amqp;
 pub mod backoff;
 pub mod bounds;
 pub mod env;
+pub mod error_body;
 pub mod parse;
 pub mod quarantine;
 pub mod report;

@@ -491,7 +491,11 @@ impl TestEnv {
 impl TestEnv {
     /// [`TestEnv::queue_depth`] of the report queue, for use inside synchronous polls.
     pub fn queue_depth_blocking(&self) -> Option<u32> {
-        let queue = self.amqp.queue.clone();
+        self.queue_depth_of(&self.amqp.queue)
+    }
+
+    /// [`TestEnv::queue_depth`] of any queue, for use inside synchronous polls.
+    pub fn queue_depth_of(&self, queue: &str) -> Option<u32> {
         std::thread::scope(|scope| {
             scope
                 .spawn(|| {
@@ -499,7 +503,7 @@ impl TestEnv {
                         .enable_all()
                         .build()
                         .unwrap()
-                        .block_on(self.queue_depth(&queue))
+                        .block_on(self.queue_depth(queue))
                 })
                 .join()
                 .unwrap()

@@ -5,8 +5,8 @@
 //! carries internal detail: the cause is logged once, where it is handled.
 
 use actix_web::{http::StatusCode, HttpResponse, ResponseError};
-use serde::Serialize;
-use shared::FieldError;
+
+use shared::{error_body::ErrorBody, FieldError};
 
 /// Everything a query API request can fail with.
 #[derive(Debug)]
@@ -72,19 +72,6 @@ impl std::fmt::Display for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Detail<'a>,
-}
-
-#[derive(Serialize)]
-struct Detail<'a> {
-    code: &'a str,
-    message: String,
-    #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
-    fields: &'a [FieldError],
-}
-
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -102,13 +89,7 @@ impl ResponseError for ApiError {
             ApiError::InvalidParameters(errors) => errors.as_slice(),
             _ => &[],
         };
-        let body = Body {
-            error: Detail {
-                code: self.code(),
-                message: self.to_string(),
-                fields,
-            },
-        };
+        let body = ErrorBody::new(self.code(), self.to_string(), fields);
 
         let mut response = HttpResponse::build(self.status_code());
         if matches!(self, ApiError::Unauthorized) {
