@@ -185,7 +185,9 @@ async fn measure_processor(sandbox: &Sandbox, o: &Options, figures: &mut Figures
 
 async fn measure_end_to_end(sandbox: &Sandbox, o: &Options, figures: &mut Figures) -> Result<()> {
     let mut max = figures.ingest_throughput.median();
-    if max.is_nan() {
+    if let Some(rate) = o.e2e_rate {
+        max = rate * 2.0;
+    } else if max.is_nan() {
         info!("measuring ingest's maximum rate once for the end-to-end load");
         let (outcome, _) = ours::ingest_throughput(
             sandbox,

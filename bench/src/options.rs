@@ -50,6 +50,9 @@ pub struct Options {
     pub batch_size: usize,
     /// Ingest's publishing channels, as `PUBLISH_CHANNELS` (`--channels`).
     pub publish_channels: usize,
+    /// Requests a second of the end-to-end load; by default half of ingest's measured
+    /// maximum (`--e2e-rate`).
+    pub e2e_rate: Option<f64>,
     /// Minutes of the soak run; 0 skips it (`--soak-minutes`).
     pub soak_minutes: u64,
     /// Requests a second during the soak run (`--soak-rate`).
@@ -64,7 +67,7 @@ pub struct Options {
 pub const USAGE: &str = "\
 usage: dlr-bench [--quick] [--runs N] [--connections N] [--requests N] [--open-seconds S]
                  [--drain N] [--drain-single N] [--batch-size N] [--channels N]
-                 [--soak-minutes N] [--soak-rate R] [--only ingest,processor,e2e]
+                 [--e2e-rate R] [--soak-minutes N] [--soak-rate R] [--only ingest,processor,e2e]
                  [--out PATH]
 
 Runs against RabbitMQ at 127.0.0.1:5672 (BENCH_AMQP_URL) and PostgreSQL at 127.0.0.1:5432
@@ -85,6 +88,7 @@ impl Options {
             drain_single_count: 10_000,
             batch_size: 500,
             publish_channels: 4,
+            e2e_rate: None,
             soak_minutes: 0,
             soak_rate: 1000.0,
             parts: Part::ALL.to_vec(),
@@ -139,6 +143,7 @@ impl Options {
                 "--drain-single" => options.drain_single_count = number(flag, value, 10)?,
                 "--batch-size" => options.batch_size = number(flag, value, 1)?,
                 "--channels" => options.publish_channels = number(flag, value, 1)?,
+                "--e2e-rate" => options.e2e_rate = Some(decimal(flag, value)?),
                 "--soak-minutes" => options.soak_minutes = number(flag, value, 0)? as u64,
                 "--soak-rate" => options.soak_rate = decimal(flag, value)?,
                 "--only" => options.parts = parts(value)?,

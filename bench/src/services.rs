@@ -10,6 +10,7 @@ use std::{
     net::{SocketAddr, TcpListener},
     path::PathBuf,
     process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
     time::Duration,
 };
 use tokio::time::Instant;
@@ -62,6 +63,10 @@ fn free_addr() -> Result<SocketAddr> {
     Ok(listener.local_addr()?)
 }
 
+/// Services started so far; numbers their log files, so a later run does not overwrite
+/// an earlier one's log.
+static SPAWNED: AtomicU32 = AtomicU32::new(0);
+
 /// A service running as a child process; killed when dropped.
 pub struct Service {
     child: Option<Child>,
@@ -79,7 +84,12 @@ impl Service {
         let addr = free_addr()?;
         let log_dir = std::env::temp_dir().join("dlr-bench-logs");
         std::fs::create_dir_all(&log_dir)?;
-        let log_path = log_dir.join(format!("{}-{}.log", sandbox.name, kind.binary_name()));
+        let spawned = SPAWNED.fetch_add(1, Ordering::Relaxed);
+        let log_path = log_dir.join(format!(
+            "{}-{spawned:02}-{}.log",
+            sandbox.name,
+            kind.binary_name()
+        ));
         let log = std::fs::File::create(&log_path)?;
         let log_filter = std::env::var("BENCH_SERVICE_LOG")
             .unwrap_or_else(|_| shared::DEFAULT_LOG_FILTER.to_owned());
