@@ -2,11 +2,18 @@
 //!
 //! The database, not processor memory, decides every conflict, so any number of
 //! processors can write at once:
-//! 1. every distinct report is inserted into `status_transitions`; the unique key
-//!    (message, status, status time) turns a repeat into a no-op;
-//! 2. of the reports that were new, the truest per message is upserted into `messages`
-//!    under a condition that only lets a truer report replace the current one;
-//! 3. the transitions that became the current status are marked `applied`.
+//! 1. the truest report per message in the batch is upserted into `messages` under a
+//!    condition that only lets a truer report replace the current one, and the statement
+//!    returns the messages it changed;
+//! 2. every distinct report is inserted into `status_transitions`, already marked
+//!    `applied` when it is the report that just changed its message; the unique key
+//!    (message, status, status time) turns a repeat into a no-op.
+//!
+//! A report already recorded cannot change its message: when it was first written, its
+//! message became at least as true as it, and a message only ever becomes truer. So
+//! taking the truest of the whole batch, repeats included, changes exactly the messages
+//! that taking the truest of the new reports only would, and each transition row is
+//! written once, never inserted and then updated.
 //!
 //! Rows are sent sorted by message id, so two processors lock rows in the same order and
 //! cannot deadlock each other; each statement takes whole arrays (`unnest`), so its shape
@@ -16,11 +23,11 @@ use diesel::{
     pg::PgConnection,
     result::{DatabaseErrorKind, Error as DieselError},
     sql_query,
-    sql_types::{Array, BigInt, Bool, Jsonb, Nullable, SmallInt, Text, Timestamptz},
+    sql_types::{Array, Bool, Jsonb, Nullable, SmallInt, Text, Timestamptz},
     Connection as _, QueryableByName, RunQueryDsl,
 };
 use shared::{report::TruthKey, Report};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 
 /// What one batch changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -37,11 +44,12 @@ pub struct BatchOutcome {
 
 const INSERT_TRANSITIONS: &str = "
     INSERT INTO status_transitions (msg_id, status, status_raw, status_at, status_at_source,
-        status_at_raw, received_at, recipient, sender, error_code, raw_fields)
+        status_at_raw, received_at, recipient, sender, error_code, raw_fields, applied)
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[],
-        $6::text[], $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::jsonb[])
+        $6::text[], $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::jsonb[],
+        $12::bool[])
     ON CONFLICT ON CONSTRAINT status_transitions_report_key DO NOTHING
-    RETURNING id, msg_id, status, status_at";
+    RETURNING status";
 
 const UPSERT_MESSAGES: &str = "
     INSERT INTO messages AS m (msg_id, recipient, sender, status, is_final, status_rank,
@@ -63,18 +71,11 @@ const UPSERT_MESSAGES: &str = "
         > (m.is_final, m.status_at, m.status_rank)
     RETURNING msg_id";
 
-const MARK_APPLIED: &str = "UPDATE status_transitions SET applied = true WHERE id = ANY($1)";
-
+/// A transition the insert added (a repeat adds none).
 #[derive(QueryableByName)]
 struct InsertedTransition {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
-    #[diesel(sql_type = Text)]
-    msg_id: String,
     #[diesel(sql_type = Text)]
     status: String,
-    #[diesel(sql_type = Timestamptz)]
-    status_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(QueryableByName)]
@@ -106,35 +107,25 @@ pub fn apply_batch(
     }
     let rows: Vec<&Report> = distinct.values().copied().collect();
 
+    let mut truest: BTreeMap<&str, &Report> = BTreeMap::new();
+    for report in &rows {
+        let held = truest.entry(report.msg_id.as_str()).or_insert(report);
+        if report.truth_key() > held.truth_key() {
+            *held = report;
+        }
+    }
+    let winners: Vec<&Report> = truest.values().copied().collect();
+
     conn.transaction(|conn| {
-        let inserted = insert_transitions(conn, &rows)?;
-
-        let mut truest: BTreeMap<&str, (&Report, i64)> = BTreeMap::new();
-        for t in &inserted {
-            let key = (t.msg_id.clone(), t.status.clone(), t.status_at);
-            let Some(report) = distinct.get(&key) else {
-                continue;
-            };
-            let entry = truest
-                .entry(report.msg_id.as_str())
-                .or_insert((report, t.id));
-            if report.truth_key() > entry.0.truth_key() {
-                *entry = (report, t.id);
-            }
-        }
-        let winners: Vec<(&Report, i64)> = truest.into_values().collect();
-
         let changed = upsert_messages(conn, &winners)?;
-        let applied: Vec<i64> = winners
+        let applied: Vec<bool> = rows
             .iter()
-            .filter(|(r, _)| changed.contains_key(r.msg_id.as_str()))
-            .map(|(_, id)| *id)
+            .map(|r| {
+                let msg_id = r.msg_id.as_str();
+                changed.contains(msg_id) && truest.get(msg_id).is_some_and(|w| std::ptr::eq(*w, *r))
+            })
             .collect();
-        if !applied.is_empty() {
-            sql_query(MARK_APPLIED)
-                .bind::<Array<BigInt>, _>(&applied)
-                .execute(conn)?;
-        }
+        let inserted = insert_transitions(conn, &rows, &applied)?;
 
         let mut new_by_status = BTreeMap::new();
         for t in &inserted {
@@ -153,6 +144,7 @@ pub fn apply_batch(
 fn insert_transitions(
     conn: &mut PgConnection,
     rows: &[&Report],
+    applied: &[bool],
 ) -> Result<Vec<InsertedTransition>, DieselError> {
     let text = |f: fn(&Report) -> String| -> Vec<String> { rows.iter().map(|r| f(r)).collect() };
     let raw: Vec<serde_json::Value> = rows
@@ -180,19 +172,19 @@ fn insert_transitions(
                 .collect::<Vec<_>>(),
         )
         .bind::<Array<Jsonb>, _>(raw)
+        .bind::<Array<Bool>, _>(applied)
         .load(conn)
 }
 
 fn upsert_messages(
     conn: &mut PgConnection,
-    winners: &[(&Report, i64)],
-) -> Result<HashMap<String, ()>, DieselError> {
+    winners: &[&Report],
+) -> Result<HashSet<String>, DieselError> {
     if winners.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(HashSet::new());
     }
-    let keys: Vec<TruthKey> = winners.iter().map(|(r, _)| r.truth_key()).collect();
-    let text =
-        |f: fn(&Report) -> String| -> Vec<String> { winners.iter().map(|(r, _)| f(r)).collect() };
+    let keys: Vec<TruthKey> = winners.iter().map(|r| r.truth_key()).collect();
+    let text = |f: fn(&Report) -> String| -> Vec<String> { winners.iter().map(|r| f(r)).collect() };
 
     let changed: Vec<ChangedMessage> = sql_query(UPSERT_MESSAGES)
         .bind::<Array<Text>, _>(text(|r| r.msg_id.as_str().to_owned()))
@@ -206,18 +198,13 @@ fn upsert_messages(
         .bind::<Array<Nullable<Text>>, _>(
             winners
                 .iter()
-                .map(|(r, _)| r.error_code.clone())
+                .map(|r| r.error_code.clone())
                 .collect::<Vec<_>>(),
         )
-        .bind::<Array<Timestamptz>, _>(
-            winners
-                .iter()
-                .map(|(r, _)| r.received_at)
-                .collect::<Vec<_>>(),
-        )
+        .bind::<Array<Timestamptz>, _>(winners.iter().map(|r| r.received_at).collect::<Vec<_>>())
         .load(conn)?;
 
-    Ok(changed.into_iter().map(|c| (c.msg_id, ())).collect())
+    Ok(changed.into_iter().map(|c| c.msg_id).collect())
 }
 
 /// Whether an error is worth retrying the same batch for: the connection or the

@@ -80,10 +80,14 @@ impl Field {
 
     /// The field a request key stands for by the built-in aliases, if any.
     pub fn for_key(key: &str) -> Option<Field> {
-        let folded = fold_key(key);
+        Field::for_folded(&fold_key(key))
+    }
+
+    /// The field a key already folded by [`fold_key`] stands for by the built-in aliases.
+    pub fn for_folded(folded: &str) -> Option<Field> {
         Field::ALL
             .into_iter()
-            .find(|f| f.aliases().contains(&folded.as_str()))
+            .find(|f| f.aliases().contains(&folded))
     }
 }
 
@@ -158,12 +162,14 @@ pub fn parse_report(
 pub fn parse_raw(raw: RawFields, ctx: &ParseContext) -> Result<Report, InvalidReport> {
     let query = RawFields::pairs(&raw.query);
     let body = RawFields::pairs(&raw.body);
+    let query = classify(&query, ctx.rules);
+    let body = classify(&body, ctx.rules);
     let mut errors = Vec::new();
 
     let mut values: Vec<(Field, Option<String>)> = Vec::new();
     for field in Field::ALL {
-        let from_body = pick(field, &body, ctx.rules);
-        let from_query = pick(field, &query, ctx.rules);
+        let from_body = pick(field, &body);
+        let from_query = pick(field, &query);
         let chosen = match (from_body, from_query) {
             (Ok(Some(v)), _) => Some(v),
             (Ok(None), Ok(q)) => q,
@@ -235,13 +241,25 @@ pub fn parse_raw(raw: RawFields, ctx: &ParseContext) -> Result<Report, InvalidRe
     }
 }
 
+/// A key and value of one part, with the field the key stands for.
+type Classified<'a> = (Option<Field>, &'a str, &'a str);
+
+/// Works out once per pair which field its key stands for, so that looking up each of
+/// the six fields does not fold every key again.
+fn classify<'a>(pairs: &'a [(String, String)], rules: &Rules) -> Vec<Classified<'a>> {
+    pairs
+        .iter()
+        .map(|(k, v)| (rules.field_for(k), k.as_str(), v.as_str()))
+        .collect()
+}
+
 /// Finds the one value a part gives for a field. Two keys that disagree are an error,
 /// except a `date` and a `time` key that together make one date and time.
-fn pick(field: Field, pairs: &[(String, String)], rules: &Rules) -> Result<Option<String>, String> {
+fn pick(field: Field, pairs: &[Classified<'_>]) -> Result<Option<String>, String> {
     let found: Vec<(&str, &str)> = pairs
         .iter()
-        .filter(|(k, _)| rules.field_for(k) == Some(field))
-        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .filter(|(f, _, _)| *f == Some(field))
+        .map(|(_, k, v)| (*k, *v))
         .collect();
 
     let Some((_, first)) = found.first() else {

@@ -50,8 +50,8 @@ impl Rules {
 
     /// The field a request key stands for, built-in aliases first.
     pub fn field_for(&self, key: &str) -> Option<Field> {
-        Field::for_key(key).or_else(|| {
-            let folded = fold_key(key);
+        let folded = fold_key(key);
+        Field::for_folded(&folded).or_else(|| {
             self.keys
                 .iter()
                 .find(|(k, _)| *k == folded)
