@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one command that runs the tests: local services up, binaries built, every test run.
-# Extra arguments go to `cargo test` (for example a test name filter).
+# Extra arguments go to `cargo test` as a test name filter. The fault tests run last,
+# on their own, with their output shown.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,4 +16,7 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
 fi
 bash scripts/browser.sh
 cargo build --workspace --bins
-cargo test --workspace "$@"
+cargo test --workspace "$@" -- --skip fault_
+# The fault tests print their counts (sent, 200, 503, stored, duplicates, lost), so their
+# output is shown even when they pass.
+cargo test -p dlr-tests --test faults "$@" -- --nocapture

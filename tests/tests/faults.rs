@@ -87,7 +87,7 @@ fn ready(service: &Service) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn rabbitmq_stopped_for_ten_seconds_loses_nothing() {
+async fn fault_rabbitmq_stopped_for_ten_seconds_loses_nothing() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let rabbit = PrivateRabbit::start(&unique_name("rmq"));
     let env = TestEnv::on("f_broker", &rabbit.url(), &database_server());
@@ -121,7 +121,7 @@ async fn rabbitmq_stopped_for_ten_seconds_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn postgresql_stopped_immediately_loses_nothing() {
+async fn fault_postgresql_stopped_immediately_loses_nothing() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let postgres = PrivatePostgres::start(&unique_name("pg"));
     let env = TestEnv::on("f_db", &harness::amqp_url(), &postgres.server_url());
@@ -156,7 +156,7 @@ async fn postgresql_stopped_immediately_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_processor_killed_mid_batch_and_restarted_loses_nothing() {
+async fn fault_a_processor_killed_mid_batch_and_restarted_loses_nothing() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let env = TestEnv::new("f_kill");
     let mut first = env.spawn_ready_processor(&[]);
@@ -183,7 +183,7 @@ async fn a_processor_killed_mid_batch_and_restarted_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn one_of_two_ingests_killed_behind_nginx_loses_nothing() {
+async fn fault_one_of_two_ingests_killed_behind_nginx_loses_nothing() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let env = TestEnv::new("f_lb");
     let mut processor = env.spawn_ready_processor(&[]);
@@ -215,7 +215,7 @@ async fn one_of_two_ingests_killed_behind_nginx_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn cutting_the_broker_connection_with_confirms_pending_loses_nothing() {
+async fn fault_cutting_the_broker_connection_with_confirms_pending_loses_nothing() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let broker: std::net::SocketAddr = "127.0.0.1:5672".parse().unwrap();
     let proxy = TcpProxy::start(broker).await;
@@ -249,7 +249,7 @@ async fn cutting_the_broker_connection_with_confirms_pending_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn sigterm_finishes_work_in_flight_and_loses_nothing() {
+async fn fault_sigterm_finishes_work_in_flight_and_loses_nothing() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let env = TestEnv::new("f_term");
     let mut first = env.spawn_ready_processor(&[]);
