@@ -194,6 +194,7 @@ impl Session<'_> {
             }
         }
 
+        let reports: Arc<[Report]> = reports.into();
         if !self.write(&reports, &sources, shutdown).await? {
             return Ok(false);
         }
@@ -212,7 +213,7 @@ impl Session<'_> {
     /// shutdown is requested. A report the database refuses on its own is dead-lettered.
     async fn write(
         &self,
-        reports: &[Report],
+        reports: &Arc<[Report]>,
         sources: &[&Delivery],
         shutdown: &watch::Receiver<bool>,
     ) -> Result<bool, lapin::Error> {
@@ -222,7 +223,7 @@ impl Session<'_> {
         let mut backoff = Backoff::new();
         loop {
             let started = std::time::Instant::now();
-            match apply(self.pool, reports.to_vec()).await {
+            match apply(self.pool, reports.clone()).await {
                 Ok(outcome) => {
                     self.health.set_database(true);
                     self.record(&outcome, reports.len(), started.elapsed());
@@ -283,7 +284,7 @@ impl Session<'_> {
         sources: &[&Delivery],
     ) -> Result<bool, lapin::Error> {
         for (report, delivery) in reports.iter().zip(sources) {
-            match apply(self.pool, vec![report.clone()]).await {
+            match apply(self.pool, Arc::from([report.clone()])).await {
                 Ok(_) => {}
                 Err(WriteError::Transient(_)) => return Ok(false),
                 Err(WriteError::Permanent(why)) => {
@@ -358,7 +359,8 @@ enum WriteError {
 }
 
 /// Runs [`store::apply_batch`] on a blocking thread with a pooled connection.
-async fn apply(pool: &PgPool, reports: Vec<Report>) -> Result<store::BatchOutcome, WriteError> {
+/// The reports are shared, not copied, so a retried batch costs no allocation.
+async fn apply(pool: &PgPool, reports: Arc<[Report]>) -> Result<store::BatchOutcome, WriteError> {
     let pool = pool.clone();
     let joined = tokio::task::spawn_blocking(move || {
         let mut conn = pool

@@ -78,11 +78,6 @@ impl Field {
         Field::ALL.into_iter().find(|f| f.name() == name)
     }
 
-    /// The field a request key stands for by the built-in aliases, if any.
-    pub fn for_key(key: &str) -> Option<Field> {
-        Field::for_folded(&fold_key(key))
-    }
-
     /// The field a key already folded by [`fold_key`] stands for by the built-in aliases.
     pub fn for_folded(folded: &str) -> Option<Field> {
         Field::ALL
