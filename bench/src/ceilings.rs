@@ -26,10 +26,11 @@ pub async fn bare_http(workers: usize, connections: usize, requests: u64) -> Res
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let server_thread = std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
-            let bound = HttpServer::new(|| App::new().route("/dlr", web::get().to(answer_ok)))
-                .workers(workers)
-                .disable_signals()
-                .bind(("127.0.0.1", 0));
+            let bound =
+                HttpServer::new(|| App::new().route("/dlr/{token}", web::get().to(answer_ok)))
+                    .workers(workers)
+                    .disable_signals()
+                    .bind(("127.0.0.1", 0));
             let server = match bound {
                 Ok(server) => server,
                 Err(e) => {

@@ -286,7 +286,7 @@ pub fn describe_machine(options: &Options) -> Machine {
         rabbitmq: command_output("rabbitmqctl", &["version"]),
         commit: command_output("git", &["rev-parse", "--short", "HEAD"]),
         settings: format!(
-            "INGEST_WORKERS={}, PUBLISH_CHANNELS={}, BATCH_SIZE={}, BATCH_MAX_WAIT_MS=20 \
+            "INGEST_WORKERS={}, PUBLISH_CHANNELS={}, BATCH_SIZE={}, BATCH_MAX_WAIT_MS=0 \
              (default), {} connections, synchronous_commit on",
             http_workers(),
             options.publish_channels,

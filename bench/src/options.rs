@@ -87,7 +87,7 @@ impl Options {
             drain_count: 200_000,
             drain_single_count: 10_000,
             batch_size: 500,
-            publish_channels: 4,
+            publish_channels: 1,
             e2e_rate: None,
             soak_minutes: 0,
             soak_rate: 1000.0,

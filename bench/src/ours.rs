@@ -23,7 +23,10 @@ use tokio::time::Instant;
 
 /// The variables ingest runs with in every measurement.
 fn ingest_env(publish_channels: usize) -> Vec<(&'static str, String)> {
-    vec![("PUBLISH_CHANNELS", publish_channels.to_string())]
+    vec![
+        ("PUBLISH_CHANNELS", publish_channels.to_string()),
+        ("DLR_TOKENS", crate::workload::TOKEN.to_owned()),
+    ]
 }
 
 /// The variables the processor runs with in every measurement.

@@ -11,7 +11,11 @@ use shared::{parse_report, ParseContext, Report, Rules};
 use std::fmt::Write as _;
 
 /// Room for a request path, so writing one does not reallocate.
-pub const PATH_CAPACITY: usize = 192;
+pub const PATH_CAPACITY: usize = 224;
+
+/// The token ingest is started with (`DLR_TOKENS`) and every request carries in its
+/// path, so the measured requests pass the same token check as a gateway's.
+pub const TOKEN: &str = "bench-token-0123456789abcdef0123456789abcdef";
 
 /// A family of reports that differ only in their message id.
 #[derive(Debug, Clone)]
@@ -42,7 +46,7 @@ impl Workload {
         out.clear();
         let _ = write!(
             out,
-            "/dlr?msgid=bench-{}-{index}&mno=%2B35799123456&sid=ACME&status=DELIVRD\
+            "/dlr/{TOKEN}?msgid=bench-{}-{index}&mno=%2B35799123456&sid=ACME&status=DELIVRD\
              &datetime={}&err=000",
             self.tag,
             self.datetime.replace(' ', "+"),

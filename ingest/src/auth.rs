@@ -341,20 +341,28 @@ impl Guard {
     }
 }
 
+/// The token a request carries as its path's segment after `/dlr/`, percent-decoded.
+/// `None` for `/dlr` itself and for a path with more segments, which is no report
+/// endpoint.
+pub fn path_token(req: &HttpRequest) -> Option<String> {
+    let segment = req.path().strip_prefix("/dlr/")?;
+    if segment.is_empty() || segment.contains('/') {
+        return None;
+    }
+    let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+    Some(decoded.into_owned())
+}
+
 /// Checks every token the request presents; at least one must be presented.
 fn check_tokens(tokens: &TokenSet, req: &HttpRequest) -> Result<(), Refusal> {
     let mut presented: Vec<String> = Vec::new();
-    if let Some(token) = req.match_info().get(TOKEN_KEY) {
-        presented.push(token.to_owned());
+    if let Some(token) = path_token(req) {
+        presented.push(token);
     }
-    if let Ok(pairs) = request::decode_form(req.query_string().as_bytes()) {
-        presented.extend(
-            pairs
-                .into_iter()
-                .filter(|(k, _)| is_token_key(k))
-                .map(|(_, v)| v),
-        );
-    }
+    presented.extend(request::form_values(
+        req.query_string().as_bytes(),
+        is_token_key,
+    ));
     for value in req.headers().get_all(header::AUTHORIZATION) {
         let text = value.to_str().unwrap_or_default().trim();
         let bearer = text

@@ -49,7 +49,7 @@ impl Settings {
             amqp: AmqpSettings::from_env()?,
             gateway_zone: env::parsed("GATEWAY_TZ", GatewayZone::default())?,
             publish_timeout: env::millis("PUBLISH_TIMEOUT_MS", 1500, 50)?,
-            publish_channels: env::bounded("PUBLISH_CHANNELS", 4, 1..=64)? as usize,
+            publish_channels: env::bounded("PUBLISH_CHANNELS", 1, 1..=64)? as usize,
             rules: Rules::from_env()?,
             quarantine_per_minute: env::bounded("QUARANTINE_PER_MINUTE", 600, 0..=1_000_000)?,
             workers: env::bounded("INGEST_WORKERS", cores as u32, 1..=256)? as usize,

@@ -9,7 +9,7 @@
 //! If the database fails, the batch is kept and retried with backoff, never dropped.
 
 use crate::{db::PgPool, health::Health, metrics::ProcessorMetrics, settings::Settings, store};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::{
     message::Delivery,
     options::{
@@ -21,7 +21,7 @@ use lapin::{
 };
 use log::{error, info, warn};
 use shared::{amqp, backoff::Backoff, Report};
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 use tokio::{sync::watch, time::Instant};
 
 /// How a session ended without an error.
@@ -124,48 +124,95 @@ async fn session(
         consume_channel,
         dead_letter_channel,
     };
-    loop {
-        let first = tokio::select! {
-            biased;
-            _ = shutdown.changed() => {
-                let cancel = BasicCancelOptions::default();
-                let _ = session
-                    .consume_channel
-                    .basic_cancel(consumer_tag.as_str().into(), cancel)
-                    .await;
-                return Ok(SessionEnd::Shutdown);
-            }
-            next = consumer.next() => next,
-        };
-        let batch = match first {
-            None => return Ok(SessionEnd::Lost),
-            Some(delivery) => session.gather(delivery?, &mut consumer).await?,
-        };
-
-        if !session.handle_batch(batch, shutdown).await? {
-            return Ok(SessionEnd::Shutdown);
-        }
+    let ended = session.run(&mut consumer, shutdown).await?;
+    if matches!(ended, SessionEnd::Shutdown) {
+        let cancel = BasicCancelOptions::default();
+        let _ = session
+            .consume_channel
+            .basic_cancel(consumer_tag.as_str().into(), cancel)
+            .await;
     }
+    Ok(ended)
 }
 
-impl Session<'_> {
-    /// Collects deliveries after `first` until the batch is full or its time is up.
-    async fn gather(
-        &self,
-        first: Delivery,
-        consumer: &mut Consumer,
-    ) -> Result<Vec<Delivery>, lapin::Error> {
-        let mut batch = Vec::with_capacity(self.settings.batch_size);
-        batch.push(first);
-        let deadline = Instant::now() + self.settings.batch_max_wait;
+/// The batch being written, resolving to the writer's verdict: `false` means shutdown
+/// was requested while the database was failing.
+type Writing<'a> = Pin<Box<dyn Future<Output = Result<bool, lapin::Error>> + 'a>>;
 
-        while batch.len() < self.settings.batch_size {
-            match tokio::time::timeout_at(deadline, consumer.next()).await {
-                Ok(Some(delivery)) => batch.push(delivery?),
-                Ok(None) | Err(_) => break,
+impl Session<'_> {
+    /// Gathers deliveries and writes them with at most one batch in flight, until
+    /// shutdown or the end of the consumer.
+    ///
+    /// Batching is natural: while a batch is being written, the deliveries that arrive
+    /// wait in `pending`, and the moment the write ends they become the next batch, up to
+    /// `BATCH_SIZE`. A busy processor so writes big batches back to back and a quiet one
+    /// writes each report within milliseconds, without a fixed wait. Only while the
+    /// writer is idle does a partial batch wait, at most `BATCH_MAX_WAIT_MS` (0 by
+    /// default), for companions. One batch in flight keeps acknowledgements in delivery
+    /// order: a batch's `ack multiple` covers only its own deliveries, since every pending
+    /// one came later.
+    async fn run(
+        &self,
+        consumer: &mut Consumer,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<SessionEnd, lapin::Error> {
+        let batch_size = self.settings.batch_size;
+        let stop_view = shutdown.clone();
+        let mut pending: Vec<Delivery> = Vec::with_capacity(batch_size);
+        let mut writing: Option<Writing<'_>> = None;
+        let mut due_at: Option<Instant> = None;
+        let mut stopping = *shutdown.borrow();
+
+        loop {
+            if writing.is_none() && !pending.is_empty() {
+                let full = pending.len() >= batch_size;
+                let due = due_at.is_none_or(|at| Instant::now() >= at);
+                if full || due || stopping {
+                    let batch = std::mem::replace(&mut pending, Vec::with_capacity(batch_size));
+                    writing = Some(Box::pin(self.handle_batch(batch, stop_view.clone())));
+                    due_at = None;
+                }
+            }
+            if stopping && writing.is_none() && pending.is_empty() {
+                return Ok(SessionEnd::Shutdown);
+            }
+
+            let idle = writing.is_none();
+            let linger = async {
+                match due_at {
+                    Some(at) if idle => tokio::time::sleep_until(at).await,
+                    _ => std::future::pending().await,
+                }
+            };
+            let written = async {
+                match writing.as_mut() {
+                    Some(write) => write.await,
+                    None => std::future::pending().await,
+                }
+            };
+            let room = !stopping && pending.len() < batch_size;
+            tokio::select! {
+                biased;
+                _ = shutdown.changed(), if !stopping => stopping = true,
+                outcome = written => {
+                    writing = None;
+                    if !outcome? {
+                        return Ok(SessionEnd::Shutdown);
+                    }
+                }
+                next = consumer.next(), if room => {
+                    let Some(delivery) = next else {
+                        return Ok(SessionEnd::Lost);
+                    };
+                    pending.push(delivery?);
+                    take_ready(consumer, &mut pending, batch_size)?;
+                    if due_at.is_none() {
+                        due_at = Some(Instant::now() + self.settings.batch_max_wait);
+                    }
+                }
+                _ = linger => {}
             }
         }
-        Ok(batch)
     }
 
     /// Writes a batch and acknowledges it. Returns `false` when shutdown was requested
@@ -173,7 +220,7 @@ impl Session<'_> {
     async fn handle_batch(
         &self,
         batch: Vec<Delivery>,
-        shutdown: &watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
     ) -> Result<bool, lapin::Error> {
         let Some(last_tag) = batch.last().map(|d| d.delivery_tag) else {
             return Ok(true);
@@ -195,7 +242,7 @@ impl Session<'_> {
         }
 
         let reports: Arc<[Report]> = reports.into();
-        if !self.write(&reports, &sources, shutdown).await? {
+        if !self.write(&reports, &sources, &shutdown).await? {
             return Ok(false);
         }
         if !self.settings.fault_ack_delay.is_zero() {
@@ -348,6 +395,22 @@ impl Session<'_> {
         self.metrics.dead_letters.with_label_values(&[kind]).inc();
         Ok(())
     }
+}
+
+/// Moves the deliveries the consumer already holds into `pending`, without waiting, until
+/// it holds `limit`.
+fn take_ready(
+    consumer: &mut Consumer,
+    pending: &mut Vec<Delivery>,
+    limit: usize,
+) -> Result<(), lapin::Error> {
+    while pending.len() < limit {
+        match consumer.next().now_or_never() {
+            Some(Some(delivery)) => pending.push(delivery?),
+            Some(None) | None => return Ok(()),
+        }
+    }
+    Ok(())
 }
 
 /// A failed write, sorted by what to do about it.

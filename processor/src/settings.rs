@@ -20,7 +20,8 @@ pub struct Settings {
     pub pool_size: u32,
     /// Most reports written in one transaction (`BATCH_SIZE`).
     pub batch_size: usize,
-    /// Longest wait for a batch to fill before a partial one is written (`BATCH_MAX_WAIT_MS`).
+    /// Longest wait, while no batch is being written, for a partial batch to gather
+    /// companions before it is written (`BATCH_MAX_WAIT_MS`, default 0: at once).
     pub batch_max_wait: Duration,
     /// Zone for gateway times without an offset, used when replaying (`GATEWAY_TZ`).
     pub gateway_zone: GatewayZone,
@@ -52,7 +53,7 @@ impl Settings {
             database_url,
             pool_size: env::bounded("DATABASE_POOL_SIZE", 4, 1..=64)?,
             batch_size: env::bounded("BATCH_SIZE", 500, 1..=10_000)? as usize,
-            batch_max_wait: env::millis("BATCH_MAX_WAIT_MS", 20, 1)?,
+            batch_max_wait: env::millis("BATCH_MAX_WAIT_MS", 0, 0)?,
             gateway_zone: env::parsed("GATEWAY_TZ", GatewayZone::default())?,
             rules: Rules::from_env()?,
             fault_ack_delay: env::millis("FAULT_ACK_DELAY_MS", 0, 0)?,

@@ -12,7 +12,7 @@ use crate::{
 };
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
-use std::fmt;
+use std::{collections::BTreeMap, fmt};
 
 /// A report field, named as the issue and the 400 bodies name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -155,10 +155,8 @@ pub fn parse_report(
 /// Validates a report from fields already recorded as [`RawFields`]; used again when
 /// quarantined requests are replayed under newer rules.
 pub fn parse_raw(raw: RawFields, ctx: &ParseContext) -> Result<Report, InvalidReport> {
-    let query = RawFields::pairs(&raw.query);
-    let body = RawFields::pairs(&raw.body);
-    let query = classify(&query, ctx.rules);
-    let body = classify(&body, ctx.rules);
+    let query = classify(&raw.query, ctx.rules);
+    let body = classify(&raw.body, ctx.rules);
     let mut errors = Vec::new();
 
     let mut values: Vec<(Field, Option<String>)> = Vec::new();
@@ -241,10 +239,12 @@ type Classified<'a> = (Option<Field>, &'a str, &'a str);
 
 /// Works out once per pair which field its key stands for, so that looking up each of
 /// the six fields does not fold every key again.
-fn classify<'a>(pairs: &'a [(String, String)], rules: &Rules) -> Vec<Classified<'a>> {
-    pairs
-        .iter()
-        .map(|(k, v)| (rules.field_for(k), k.as_str(), v.as_str()))
+fn classify<'a>(part: &'a BTreeMap<String, Vec<String>>, rules: &Rules) -> Vec<Classified<'a>> {
+    part.iter()
+        .flat_map(|(k, vs)| {
+            let field = rules.field_for(k);
+            vs.iter().map(move |v| (field, k.as_str(), v.as_str()))
+        })
         .collect()
 }
 

@@ -205,13 +205,6 @@ impl RawFields {
             body: collect(body),
         }
     }
-
-    /// The pairs of one part, in key order and, within a key, in order of arrival.
-    pub fn pairs(map: &BTreeMap<String, Vec<String>>) -> Vec<(String, String)> {
-        map.iter()
-            .flat_map(|(k, vs)| vs.iter().map(move |v| (k.clone(), v.clone())))
-            .collect()
-    }
 }
 
 /// A validated delivery report: what ingest publishes and the processor stores.
