@@ -286,8 +286,8 @@ pub fn describe_machine(options: &Options) -> Machine {
         rabbitmq: command_output("rabbitmqctl", &["version"]),
         commit: command_output("git", &["rev-parse", "--short", "HEAD"]),
         settings: format!(
-            "INGEST_WORKERS={}, PUBLISH_CHANNELS={}, BATCH_SIZE={}, BATCH_MAX_WAIT_MS=0 \
-             (default), {} connections, synchronous_commit on",
+            "INGEST_WORKERS={}, PUBLISH_CHANNELS={}, BATCH_SIZE={}, BATCH_MAX_WAIT_MS=0 and \
+             BATCH_WRITERS=2 (defaults), {} connections, synchronous_commit on",
             http_workers(),
             options.publish_channels,
             options.batch_size,

@@ -21,7 +21,7 @@ use lapin::{
 };
 use log::{error, info, warn};
 use shared::{amqp, backoff::Backoff, Report};
-use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+use std::{collections::VecDeque, future::Future, pin::Pin, sync::Arc, task::Poll, time::Duration};
 use tokio::{sync::watch, time::Instant};
 
 /// How a session ended without an error.
@@ -91,7 +91,8 @@ async fn session(
 ) -> Result<SessionEnd, lapin::Error> {
     let consume_channel = connection.create_channel().await?;
     amqp::declare_topology(&consume_channel, &settings.amqp).await?;
-    let prefetch = (settings.batch_size * 2).min(usize::from(u16::MAX)) as u16;
+    let prefetch =
+        (settings.batch_size * (settings.batch_writers + 1)).min(usize::from(u16::MAX)) as u16;
     consume_channel
         .basic_qos(prefetch, BasicQosOptions::default())
         .await?;
@@ -135,69 +136,117 @@ async fn session(
     Ok(ended)
 }
 
-/// The batch being written, resolving to the writer's verdict: `false` means shutdown
+/// A batch being written, resolving to the writer's verdict: `false` means shutdown
 /// was requested while the database was failing.
 type Writing<'a> = Pin<Box<dyn Future<Output = Result<bool, lapin::Error>> + 'a>>;
 
+/// A batch handed to a writer, kept in delivery order until it is acknowledged.
+struct InFlight<'a> {
+    /// The delivery tag of the batch's last delivery.
+    last_tag: u64,
+    /// The write, until it ends.
+    write: Option<Writing<'a>>,
+    /// The writer's verdict once the write has ended.
+    verdict: Option<bool>,
+}
+
+/// Polls every unfinished write and resolves once the oldest batch has ended, so its
+/// acknowledgement can go out; later batches that end first wait for it.
+fn oldest_written<'s, 'a>(
+    in_flight: &'s mut VecDeque<InFlight<'a>>,
+) -> impl Future<Output = Result<(), lapin::Error>> + use<'s, 'a> {
+    std::future::poll_fn(move |cx| {
+        for batch in in_flight.iter_mut() {
+            if let Some(write) = batch.write.as_mut() {
+                if let Poll::Ready(outcome) = write.as_mut().poll(cx) {
+                    batch.write = None;
+                    batch.verdict = Some(outcome?);
+                }
+            }
+        }
+        match in_flight.front() {
+            Some(oldest) if oldest.verdict.is_some() => Poll::Ready(Ok(())),
+            _ => Poll::Pending,
+        }
+    })
+}
+
 impl Session<'_> {
-    /// Gathers deliveries and writes them with at most one batch in flight, until
-    /// shutdown or the end of the consumer.
+    /// Gathers deliveries and writes them, until shutdown or the end of the consumer.
     ///
     /// Batching is natural: while a batch is being written, the deliveries that arrive
     /// wait in `pending`, and the moment the write ends they become the next batch, up to
     /// `BATCH_SIZE`. A busy processor so writes big batches back to back and a quiet one
-    /// writes each report within milliseconds, without a fixed wait. Only while the
-    /// writer is idle does a partial batch wait, at most `BATCH_MAX_WAIT_MS` (0 by
-    /// default), for companions. One batch in flight keeps acknowledgements in delivery
-    /// order: a batch's `ack multiple` covers only its own deliveries, since every pending
-    /// one came later.
+    /// writes each report within milliseconds, without a fixed wait. Only while no batch
+    /// is being written does a partial batch wait, at most `BATCH_MAX_WAIT_MS` (0 by
+    /// default), for companions.
+    ///
+    /// When a backlog builds up (half a batch waiting while a write is still running),
+    /// another writer takes it on its own connection, up to `BATCH_WRITERS` at once, so
+    /// one slow commit does not hold everything behind it. Batches are acknowledged in
+    /// delivery order, each with `ack multiple` only once every earlier batch is
+    /// committed, so an acknowledgement never covers a report that is not stored.
     async fn run(
         &self,
         consumer: &mut Consumer,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<SessionEnd, lapin::Error> {
         let batch_size = self.settings.batch_size;
+        let writers = self.settings.batch_writers;
         let stop_view = shutdown.clone();
         let mut pending: Vec<Delivery> = Vec::with_capacity(batch_size);
-        let mut writing: Option<Writing<'_>> = None;
+        let mut in_flight: VecDeque<InFlight<'_>> = VecDeque::with_capacity(writers);
         let mut due_at: Option<Instant> = None;
         let mut stopping = *shutdown.borrow();
 
         loop {
-            if writing.is_none() && !pending.is_empty() {
-                let full = pending.len() >= batch_size;
-                let due = due_at.is_none_or(|at| Instant::now() >= at);
-                if full || due || stopping {
+            if !pending.is_empty() && in_flight.len() < writers {
+                let start = if in_flight.is_empty() {
+                    let due = due_at.is_none_or(|at| Instant::now() >= at);
+                    due || stopping || pending.len() >= batch_size
+                } else {
+                    pending.len() >= batch_size.div_ceil(2)
+                };
+                if start {
                     let batch = std::mem::replace(&mut pending, Vec::with_capacity(batch_size));
-                    writing = Some(Box::pin(self.handle_batch(batch, stop_view.clone())));
+                    let last_tag = batch.last().map_or(0, |d| d.delivery_tag);
+                    in_flight.push_back(InFlight {
+                        last_tag,
+                        write: Some(Box::pin(self.write_batch(batch, stop_view.clone()))),
+                        verdict: None,
+                    });
                     due_at = None;
                 }
             }
-            if stopping && writing.is_none() && pending.is_empty() {
+            if stopping && in_flight.is_empty() && pending.is_empty() {
                 return Ok(SessionEnd::Shutdown);
             }
 
-            let idle = writing.is_none();
+            let idle = in_flight.is_empty();
             let linger = async {
                 match due_at {
                     Some(at) if idle => tokio::time::sleep_until(at).await,
                     _ => std::future::pending().await,
                 }
             };
-            let written = async {
-                match writing.as_mut() {
-                    Some(write) => write.await,
-                    None => std::future::pending().await,
-                }
-            };
             let room = !stopping && pending.len() < batch_size;
             tokio::select! {
                 biased;
                 _ = shutdown.changed(), if !stopping => stopping = true,
-                outcome = written => {
-                    writing = None;
-                    if !outcome? {
-                        return Ok(SessionEnd::Shutdown);
+                written = oldest_written(&mut in_flight) => {
+                    written?;
+                    let mut acknowledged = None;
+                    while let Some(oldest) = in_flight.front() {
+                        match oldest.verdict {
+                            Some(true) => acknowledged = in_flight.pop_front().map(|b| b.last_tag),
+                            Some(false) => return Ok(SessionEnd::Shutdown),
+                            None => break,
+                        }
+                    }
+                    if let Some(tag) = acknowledged {
+                        self.consume_channel
+                            .basic_ack(tag, BasicAckOptions { multiple: true })
+                            .await?;
                     }
                 }
                 next = consumer.next(), if room => {
@@ -215,17 +264,14 @@ impl Session<'_> {
         }
     }
 
-    /// Writes a batch and acknowledges it. Returns `false` when shutdown was requested
-    /// while the database was failing, leaving the batch unacknowledged for redelivery.
-    async fn handle_batch(
+    /// Decodes and writes a batch, dead-lettering what cannot be stored; the caller
+    /// acknowledges it. Returns `false` when shutdown was requested while the database was
+    /// failing, leaving the batch unacknowledged for redelivery.
+    async fn write_batch(
         &self,
         batch: Vec<Delivery>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<bool, lapin::Error> {
-        let Some(last_tag) = batch.last().map(|d| d.delivery_tag) else {
-            return Ok(true);
-        };
-
         let mut reports = Vec::with_capacity(batch.len());
         let mut sources = Vec::with_capacity(batch.len());
         for delivery in &batch {
@@ -249,10 +295,6 @@ impl Session<'_> {
             info!("batch committed; acknowledging after the fault-test delay");
             tokio::time::sleep(self.settings.fault_ack_delay).await;
         }
-
-        self.consume_channel
-            .basic_ack(last_tag, BasicAckOptions { multiple: true })
-            .await?;
         Ok(true)
     }
 
@@ -273,7 +315,7 @@ impl Session<'_> {
             match apply(self.pool, reports.clone()).await {
                 Ok(outcome) => {
                     self.health.set_database(true);
-                    self.record(&outcome, reports.len(), started.elapsed());
+                    self.record(&outcome, reports, started.elapsed());
                     info!(
                         "batch written size={} new={} duplicates={} messages_changed={} \
                          elapsed_ms={}",
@@ -281,7 +323,7 @@ impl Session<'_> {
                         outcome.new_transitions,
                         outcome.duplicates,
                         outcome.messages_changed,
-                        started.elapsed().as_millis()
+                        started.elapsed().as_millis(),
                     );
                     return Ok(true);
                 }
@@ -312,8 +354,16 @@ impl Session<'_> {
     }
 
     /// Counts a written batch in the metrics.
-    fn record(&self, outcome: &store::BatchOutcome, size: usize, elapsed: Duration) {
+    fn record(&self, outcome: &store::BatchOutcome, reports: &[Report], elapsed: Duration) {
         let metrics = self.metrics;
+        let size = reports.len();
+        let committed = chrono::Utc::now();
+        for report in reports {
+            let age = (committed - report.received_at)
+                .to_std()
+                .unwrap_or_default();
+            metrics.commit_age_seconds.observe(age.as_secs_f64());
+        }
         metrics.batch_size.observe(size as f64);
         metrics.write_seconds.observe(elapsed.as_secs_f64());
         metrics.duplicates.inc_by(outcome.duplicates as u64);

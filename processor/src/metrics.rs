@@ -29,6 +29,10 @@ pub struct ProcessorMetrics {
     pub batch_size: Histogram,
     /// Time to write one batch, retries excluded.
     pub write_seconds: Histogram,
+    /// Age of each report of a committed batch, duplicates included: from ingest receiving
+    /// it to the commit. For new reports this is the pipeline's end-to-end latency, read
+    /// off the clocks of two hosts; a redelivered report shows how long it was held up.
+    pub commit_age_seconds: Histogram,
     /// Messages waiting per queue (`reports` is the consumer lag, `quarantine` the
     /// quarantine size), sampled every few seconds.
     pub queue_messages: IntGaugeVec,
@@ -62,6 +66,15 @@ impl ProcessorMetrics {
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ]),
         )?;
+        let commit_age_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "report_commit_age_seconds",
+                "From ingest receiving a report to its commit",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0, 600.0,
+            ]),
+        )?;
         let queue_messages = IntGaugeVec::new(
             Opts::new("queue_messages", "Messages waiting per queue"),
             &["queue"],
@@ -74,6 +87,7 @@ impl ProcessorMetrics {
         registry.register(Box::new(write_retries.clone()))?;
         registry.register(Box::new(batch_size.clone()))?;
         registry.register(Box::new(write_seconds.clone()))?;
+        registry.register(Box::new(commit_age_seconds.clone()))?;
         registry.register(Box::new(queue_messages.clone()))?;
         Ok(ProcessorMetrics {
             registry,
@@ -84,6 +98,7 @@ impl ProcessorMetrics {
             write_retries,
             batch_size,
             write_seconds,
+            commit_age_seconds,
             queue_messages,
         })
     }

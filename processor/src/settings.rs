@@ -23,6 +23,9 @@ pub struct Settings {
     /// Longest wait, while no batch is being written, for a partial batch to gather
     /// companions before it is written (`BATCH_MAX_WAIT_MS`, default 0: at once).
     pub batch_max_wait: Duration,
+    /// Most batches written at once, each on its own connection (`BATCH_WRITERS`,
+    /// default 2). A second writer starts only when a backlog builds up during a write.
+    pub batch_writers: usize,
     /// Zone for gateway times without an offset, used when replaying (`GATEWAY_TZ`).
     pub gateway_zone: GatewayZone,
     /// Aliases taught at run time, used when replaying (`FIELD_ALIASES`, `STATUS_ALIASES`).
@@ -54,6 +57,7 @@ impl Settings {
             pool_size: env::bounded("DATABASE_POOL_SIZE", 4, 1..=64)?,
             batch_size: env::bounded("BATCH_SIZE", 500, 1..=10_000)? as usize,
             batch_max_wait: env::millis("BATCH_MAX_WAIT_MS", 0, 0)?,
+            batch_writers: env::bounded("BATCH_WRITERS", 2, 1..=16)? as usize,
             gateway_zone: env::parsed("GATEWAY_TZ", GatewayZone::default())?,
             rules: Rules::from_env()?,
             fault_ack_delay: env::millis("FAULT_ACK_DELAY_MS", 0, 0)?,

@@ -403,4 +403,14 @@ async fn both_services_export_prometheus_metrics_of_what_they_did() {
     let processor_metrics = processor_metrics.text().await.unwrap();
     assert!(processor_metrics.contains("dlr_processor_reports_total{status=\"expired\"} 2"));
     assert!(processor_metrics.contains("dlr_processor_batch_write_seconds_count"));
+    assert!(processor_metrics.contains("dlr_processor_report_commit_age_seconds_count 2"));
+    let age_sum: f64 = processor_metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("dlr_processor_report_commit_age_seconds_sum "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the commit age sum is exported");
+    assert!(
+        age_sum > 0.0 && age_sum < 2.0 * SETTLE.as_secs_f64(),
+        "two reports stored within the settle time cannot be {age_sum} s old in all"
+    );
 }
