@@ -184,35 +184,57 @@ async fn measure_processor(sandbox: &Sandbox, o: &Options, figures: &mut Figures
 }
 
 async fn measure_end_to_end(sandbox: &Sandbox, o: &Options, figures: &mut Figures) -> Result<()> {
-    let mut max = figures.ingest_throughput.median();
-    if let Some(rate) = o.e2e_rate {
-        max = rate * 2.0;
-    } else if max.is_nan() {
-        info!("measuring ingest's maximum rate once for the end-to-end load");
-        let (outcome, _) = ours::ingest_throughput(
-            sandbox,
-            o.publish_channels,
-            o.connections,
-            o.requests as u64,
-        )
-        .await?;
-        max = outcome.rate();
-    }
+    let max = match o.e2e_rate {
+        Some(rate) => rate * 2.0,
+        None => {
+            for run in 1..=o.runs {
+                info!("run {run}/{}: pipeline maximum, closed loop", o.runs);
+                let pipeline = ours::pipeline_throughput(
+                    sandbox,
+                    o.publish_channels,
+                    o.batch_size,
+                    o.connections,
+                    o.requests as u64,
+                )
+                .await?;
+                figures.pipeline_accepted.push(pipeline.accepted);
+                figures.pipeline_committed.push(pipeline.committed);
+                figures.pipeline_max.push(pipeline.rate());
+            }
+            figures.pipeline_max.median()
+        }
+    };
     figures.e2e_rate = max * 0.5;
-    let total = (figures.e2e_rate * o.open_seconds) as u64;
+    figures.e2e = Some(end_to_end_runs(sandbox, o, figures.e2e_rate, figures).await?);
 
+    let ingest_max = figures.ingest_throughput.median();
+    if o.e2e_rate.is_none() && !ingest_max.is_nan() {
+        let rate = ingest_max * 0.5;
+        info!("end to end at half of ingest's own maximum, {rate:.0}/s, for comparison");
+        let latency = end_to_end_runs(sandbox, o, rate, figures).await?;
+        figures.e2e_at_half_ingest = Some((rate, latency));
+    }
+    Ok(())
+}
+
+/// Runs the end-to-end load `o.runs` times at `rate` and returns the median latencies,
+/// counting failures and early rows into `figures`.
+async fn end_to_end_runs(
+    sandbox: &Sandbox,
+    o: &Options,
+    rate: f64,
+    figures: &mut Figures,
+) -> Result<LatencySummary> {
+    let total = (rate * o.open_seconds) as u64;
     let mut runs = Vec::new();
     for run in 1..=o.runs {
-        info!(
-            "run {run}/{}: end to end at {:.0}/s",
-            o.runs, figures.e2e_rate
-        );
+        info!("run {run}/{}: end to end at {rate:.0}/s", o.runs);
         let e2e = ours::end_to_end(
             sandbox,
             o.publish_channels,
             o.batch_size,
             o.connections,
-            figures.e2e_rate,
+            rate,
             total,
         )
         .await?;
@@ -221,9 +243,7 @@ async fn measure_end_to_end(sandbox: &Sandbox, o: &Options, figures: &mut Figure
         figures.e2e_early += e2e.visible_before_answer;
         runs.push(e2e.latency);
     }
-    figures.e2e = Some(LatencySummary::median_of(&runs));
-
-    Ok(())
+    Ok(LatencySummary::median_of(&runs))
 }
 
 #[derive(QueryableByName)]

@@ -139,6 +139,79 @@ pub async fn drain(sandbox: &Sandbox, count: u64, batch_size: usize) -> Result<D
     })
 }
 
+/// What ingest and the processor sustained together under a closed loop.
+#[derive(Debug, Clone, Copy)]
+pub struct PipelineRate {
+    /// Requests a second answered 200.
+    pub accepted: f64,
+    /// Reports a second committed by the processor over the same window.
+    pub committed: f64,
+}
+
+impl PipelineRate {
+    /// The pipeline's maximum: what it accepted and also stored, a second.
+    pub fn rate(&self) -> f64 {
+        self.accepted.min(self.committed)
+    }
+}
+
+/// The end-to-end maximum: ingest and the processor running together, as in production
+/// on a shared machine, under a closed loop of `connections` through ingest.
+///
+/// After a warm-up whose reports are all stored first, the loop sends `requests` distinct
+/// reports; the accepted rate is the loop's, the committed rate is the rows committed
+/// between the loop's start and end (highest transition id, every report being new),
+/// divided by the same time. A processor that falls behind shows as a committed rate
+/// below the accepted one, and the pipeline's maximum is the smaller of the two.
+pub async fn pipeline_throughput(
+    sandbox: &Sandbox,
+    publish_channels: usize,
+    batch_size: usize,
+    connections: usize,
+    requests: u64,
+) -> Result<PipelineRate> {
+    sandbox.truncate()?;
+    sandbox.purge().await?;
+    let processor = Service::start(Kind::Processor, sandbox, &processor_env(batch_size)).await?;
+    let ingest = Service::start(Kind::Ingest, sandbox, &ingest_env(publish_channels)).await?;
+
+    let warm_up = Arc::new(Workload::new(&format!("pipewarm{}", rand_tag())));
+    let warm_up = HttpWorker::connect(ingest.addr, warm_up, connections).await?;
+    let warmed = closed_loop(warm_up, requests / 10).await;
+    let mut conn = sandbox.db()?;
+    let (mut conn, before) = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let written = Sandbox::rows_written(&mut conn)?;
+            if written >= warmed.ok as i64 {
+                return Ok((conn, written));
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(BenchError::new("the warm-up reports were not stored"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    })
+    .await??;
+
+    let workload = Arc::new(Workload::new(&format!("pipe{}", rand_tag())));
+    let workers = HttpWorker::connect(ingest.addr, workload, connections).await?;
+    let outcome = closed_loop(workers, requests).await;
+    let after = tokio::task::spawn_blocking(move || Sandbox::rows_written(&mut conn)).await??;
+    ingest.stop().await;
+    processor.stop().await;
+
+    let committed = (after - before).max(0) as f64 / outcome.elapsed.as_secs_f64();
+    info!(
+        "pipeline accepted={:.0}/s committed={committed:.0}/s",
+        outcome.rate()
+    );
+    Ok(PipelineRate {
+        accepted: outcome.rate(),
+        committed,
+    })
+}
+
 /// What an end-to-end run measured.
 #[derive(Debug, Clone)]
 pub struct EndToEnd {
