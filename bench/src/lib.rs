@@ -156,7 +156,8 @@ async fn measure_ingest(sandbox: &Sandbox, o: &Options, figures: &mut Figures) -
 
 async fn measure_processor(sandbox: &Sandbox, o: &Options, figures: &mut Figures) -> Result<()> {
     let count = o.drain_count as u64;
-    let prefetch = (o.batch_size * 2).min(usize::from(u16::MAX)) as u16;
+    let prefetch =
+        processor::consumer::prefetch(o.batch_size, processor::settings::DEFAULT_BATCH_WRITERS);
     for run in 1..=o.runs {
         info!("run {run}/{}: raw consume, raw write, drain", o.runs);
         let consume = ceilings::raw_consume(sandbox, count, prefetch, o.batch_size as u64);

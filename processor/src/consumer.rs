@@ -73,6 +73,12 @@ pub async fn consume(
     }
 }
 
+/// The consumer's prefetch: room for every writer's batch and the one gathering behind
+/// them, so gathering never stalls on unacknowledged deliveries.
+pub fn prefetch(batch_size: usize, writers: usize) -> u16 {
+    (batch_size * (writers + 1)).min(usize::from(u16::MAX)) as u16
+}
+
 /// A consuming session on one connection.
 struct Session<'a> {
     settings: &'a Settings,
@@ -91,8 +97,7 @@ async fn session(
 ) -> Result<SessionEnd, lapin::Error> {
     let consume_channel = connection.create_channel().await?;
     amqp::declare_topology(&consume_channel, &settings.amqp).await?;
-    let prefetch =
-        (settings.batch_size * (settings.batch_writers + 1)).min(usize::from(u16::MAX)) as u16;
+    let prefetch = prefetch(settings.batch_size, settings.batch_writers);
     consume_channel
         .basic_qos(prefetch, BasicQosOptions::default())
         .await?;

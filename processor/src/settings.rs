@@ -7,6 +7,9 @@ use std::{net::SocketAddr, time::Duration};
 /// Default database URL for a local PostgreSQL.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1/dlr";
 
+/// Batches written at once when `BATCH_WRITERS` is not set.
+pub const DEFAULT_BATCH_WRITERS: usize = 2;
+
 /// Everything the processor needs to run.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -57,7 +60,8 @@ impl Settings {
             pool_size: env::bounded("DATABASE_POOL_SIZE", 4, 1..=64)?,
             batch_size: env::bounded("BATCH_SIZE", 500, 1..=10_000)? as usize,
             batch_max_wait: env::millis("BATCH_MAX_WAIT_MS", 0, 0)?,
-            batch_writers: env::bounded("BATCH_WRITERS", 2, 1..=16)? as usize,
+            batch_writers: env::bounded("BATCH_WRITERS", DEFAULT_BATCH_WRITERS as u32, 1..=16)?
+                as usize,
             gateway_zone: env::parsed("GATEWAY_TZ", GatewayZone::default())?,
             rules: Rules::from_env()?,
             fault_ack_delay: env::millis("FAULT_ACK_DELAY_MS", 0, 0)?,
