@@ -2,8 +2,9 @@
 //!
 //! A session holds one broker connection with two channels: one consumes the report
 //! queue, the other publishes unusable messages to the dead-letter exchange in confirm
-//! mode. Deliveries are gathered into a batch until it is full or the batch time limit
-//! passes, written in one transaction, and acknowledged together only after the commit.
+//! mode. Deliveries gather into the next batch while the current one is written; each
+//! batch is written in one transaction and acknowledged together only after its commit
+//! and the commits of every batch before it.
 //! If the broker connection breaks, the unacknowledged batch is simply redelivered to
 //! whichever processor consumes next; the write is idempotent, so that adds nothing.
 //! If the database fails, the batch is kept and retried with backoff, never dropped.
@@ -190,7 +191,8 @@ impl Session<'_> {
     /// another writer takes it on its own connection, up to `BATCH_WRITERS` at once, so
     /// one slow commit does not hold everything behind it. Batches are acknowledged in
     /// delivery order, each with `ack multiple` only once every earlier batch is
-    /// committed, so an acknowledgement never covers a report that is not stored.
+    /// committed, so an acknowledgement never covers a report that is not stored; a slow
+    /// batch therefore holds back the acknowledgements (not the commits) of later ones.
     async fn run(
         &self,
         consumer: &mut Consumer,
