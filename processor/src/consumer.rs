@@ -156,23 +156,26 @@ struct InFlight<'a> {
     verdict: Option<bool>,
 }
 
-/// Polls every unfinished write and resolves once the oldest batch has ended, so its
-/// acknowledgement can go out; later batches that end first wait for it.
-fn oldest_written<'s, 'a>(
+/// Polls every unfinished write and resolves once one of them has ended, so the caller
+/// can acknowledge what is now committed in order and hand a free writer the next batch.
+fn any_written<'s, 'a>(
     in_flight: &'s mut VecDeque<InFlight<'a>>,
 ) -> impl Future<Output = Result<(), lapin::Error>> + use<'s, 'a> {
     std::future::poll_fn(move |cx| {
+        let mut ended = false;
         for batch in in_flight.iter_mut() {
             if let Some(write) = batch.write.as_mut() {
                 if let Poll::Ready(outcome) = write.as_mut().poll(cx) {
                     batch.write = None;
                     batch.verdict = Some(outcome?);
+                    ended = true;
                 }
             }
         }
-        match in_flight.front() {
-            Some(oldest) if oldest.verdict.is_some() => Poll::Ready(Ok(())),
-            _ => Poll::Pending,
+        if ended {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
         }
     })
 }
@@ -192,7 +195,8 @@ impl Session<'_> {
     /// one slow commit does not hold everything behind it. Batches are acknowledged in
     /// delivery order, each with `ack multiple` only once every earlier batch is
     /// committed, so an acknowledgement never covers a report that is not stored; a slow
-    /// batch therefore holds back the acknowledgements (not the commits) of later ones.
+    /// batch therefore holds back the acknowledgements (not the commits) of later ones,
+    /// and the prefetch bounds how far writing runs ahead of it.
     async fn run(
         &self,
         consumer: &mut Consumer,
@@ -207,7 +211,8 @@ impl Session<'_> {
         let mut stopping = *shutdown.borrow();
 
         loop {
-            if !pending.is_empty() && in_flight.len() < writers {
+            let writing = in_flight.iter().filter(|b| b.write.is_some()).count();
+            if !pending.is_empty() && writing < writers {
                 let start = if in_flight.is_empty() {
                     let due = due_at.is_none_or(|at| Instant::now() >= at);
                     due || stopping || pending.len() >= batch_size
@@ -240,7 +245,7 @@ impl Session<'_> {
             tokio::select! {
                 biased;
                 _ = shutdown.changed(), if !stopping => stopping = true,
-                written = oldest_written(&mut in_flight) => {
+                written = any_written(&mut in_flight) => {
                     written?;
                     let mut acknowledged = None;
                     while let Some(oldest) = in_flight.front() {

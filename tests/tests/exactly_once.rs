@@ -227,6 +227,58 @@ async fn a_processor_killed_between_commit_and_ack_duplicates_nothing_on_redeliv
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_later_batch_that_commits_first_waits_for_the_earlier_one_to_be_acknowledged() {
+    let env = TestEnv::new("order");
+    env.create_database();
+    let mut lock = env.db();
+    lock.batch_execute(
+        "INSERT INTO messages (msg_id, recipient, sender, status, is_final, status_rank,
+             status_at, status_at_source, first_received_at)
+         VALUES ('o-blocked', '+35799000001', 'TEST', 'accepted', false, 1,
+             '2020-01-01T00:00:00Z', 'gateway', now());
+         BEGIN;
+         SELECT 1 FROM messages WHERE msg_id = 'o-blocked' FOR UPDATE;",
+    )
+    .unwrap();
+    let mut reports = vec![report("o-blocked", Status::Delivered, base_time())];
+    reports.extend((0..40).map(|i| report(&format!("o-{i}"), Status::Delivered, base_time())));
+    env.declare_topology().await;
+    env.publish_reports(&reports).await;
+
+    // The first batch holds `o-blocked` and waits for the row lock; the second writer
+    // commits the batches behind it, as far as the prefetch of 30 allows, and they must
+    // stay unacknowledged.
+    let mut processor = env.spawn_ready_processor(&[("BATCH_SIZE", "10"), ("BATCH_WRITERS", "2")]);
+    let committed_behind =
+        || env.count("SELECT count(*) AS n FROM status_transitions WHERE msg_id <> 'o-blocked'");
+    assert!(env.wait_until(Duration::from_secs(30), |_| committed_behind() >= 20));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    processor.kill();
+
+    let mut depth = None;
+    for _ in 0..50 {
+        depth = env.queue_depth(&env.amqp.queue).await;
+        if depth == Some(41) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        depth,
+        Some(41),
+        "an acknowledgement overtook an uncommitted batch"
+    );
+
+    lock.batch_execute("ROLLBACK").unwrap();
+    let _second = env.spawn_processor(&[]);
+    assert!(env.wait_until(Duration::from_secs(30), |e| {
+        e.count("SELECT count(*) AS n FROM status_transitions") == 41
+    }));
+    let blocked = env.message("o-blocked").unwrap();
+    assert_eq!(blocked.status, "delivered");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn poison_messages_are_dead_lettered_with_a_reason_while_the_rest_is_stored() {
     let env = TestEnv::new("poison");
     let mut refused = report("nul", Status::Failed, base_time());
