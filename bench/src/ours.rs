@@ -10,7 +10,11 @@ use crate::{
     stats::{self, Latencies, LatencySummary},
     workload::Workload,
 };
-use diesel::{sql_query, sql_types::BigInt, sql_types::Text, QueryableByName, RunQueryDsl};
+use diesel::{
+    sql_query,
+    sql_types::{Array, BigInt, Text},
+    QueryableByName, RunQueryDsl,
+};
 use log::info;
 use std::{
     sync::{
@@ -91,8 +95,8 @@ pub struct Drain {
 ///
 /// The clock starts when the processor's `/readyz` first answers 200 (a consumer is
 /// attached and the database answers), polled every 10 ms, so start-up and migrations
-/// are not counted; it stops when the highest transition id reaches `count`, polled every
-/// 10 ms.
+/// are not counted; it stops when `count` rows are committed: the highest transition id
+/// is polled every 10 ms, and the rows are counted once it reaches `count`.
 pub async fn drain(sandbox: &Sandbox, count: u64, batch_size: usize) -> Result<Drain> {
     sandbox.truncate()?;
     sandbox.purge().await?;
@@ -106,7 +110,9 @@ pub async fn drain(sandbox: &Sandbox, count: u64, batch_size: usize) -> Result<D
     let finished = tokio::task::spawn_blocking(move || {
         let deadline = std::time::Instant::now() + limit;
         loop {
-            if Sandbox::rows_written(&mut conn)? >= count as i64 {
+            if Sandbox::rows_written(&mut conn)? >= count as i64
+                && Sandbox::rows_counted(&mut conn)? >= count as i64
+            {
                 return Ok(std::time::Instant::now());
             }
             if std::time::Instant::now() > deadline {
@@ -160,8 +166,7 @@ impl PipelineRate {
 ///
 /// After a warm-up whose reports are all stored first, the loop sends `requests` distinct
 /// reports; the accepted rate is the loop's, the committed rate is the rows committed
-/// between the loop's start and end (highest transition id, every report being new),
-/// divided by the same time. A processor that falls behind shows as a committed rate
+/// between the loop's start and end (counted), divided by the same time. A processor that falls behind shows as a committed rate
 /// below the accepted one, and the pipeline's maximum is the smaller of the two.
 pub async fn pipeline_throughput(
     sandbox: &Sandbox,
@@ -182,7 +187,7 @@ pub async fn pipeline_throughput(
     let (mut conn, before) = tokio::task::spawn_blocking(move || {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
-            let written = Sandbox::rows_written(&mut conn)?;
+            let written = Sandbox::rows_counted(&mut conn)?;
             if written >= warmed.ok as i64 {
                 return Ok((conn, written));
             }
@@ -197,7 +202,7 @@ pub async fn pipeline_throughput(
     let workload = Arc::new(Workload::new(&format!("pipe{}", rand_tag())));
     let workers = HttpWorker::connect(ingest.addr, workload, connections).await?;
     let outcome = closed_loop(workers, requests).await;
-    let after = tokio::task::spawn_blocking(move || Sandbox::rows_written(&mut conn)).await??;
+    let after = tokio::task::spawn_blocking(move || Sandbox::rows_counted(&mut conn)).await??;
     ingest.stop().await;
     processor.stop().await;
 
@@ -243,8 +248,9 @@ struct NewRow {
 ///
 /// Visibility is seen by polling for rows with an id above the last one seen, every
 /// 5 ms on its own connection (an index range scan); a row's time is the end of the
-/// poll that saw it, so the figure is at most a poll (about 5 ms) late. One processor commits
-/// batches in id order, so no row can appear below the last id seen.
+/// poll that saw it, so the figure is at most a poll (about 5 ms) late. With two writers
+/// a batch with lower ids may commit after one with higher ids, so the ids skipped so
+/// far are asked for again by each poll until they appear.
 pub async fn end_to_end(
     sandbox: &Sandbox,
     publish_channels: usize,
@@ -270,15 +276,23 @@ pub async fn end_to_end(
         tokio::task::spawn_blocking(move || {
             let mut seen: Vec<Option<std::time::Instant>> = vec![None; total as usize];
             let (mut last_id, mut count) = (0i64, 0u64);
+            let mut holes: Vec<i64> = Vec::new();
             while !stop.load(Ordering::Relaxed) && count < expected.load(Ordering::Relaxed) {
                 let rows: Vec<NewRow> = sql_query(
-                    "SELECT id, msg_id FROM status_transitions WHERE id > $1 ORDER BY id",
+                    "SELECT id, msg_id FROM status_transitions WHERE id > $1 OR id = ANY($2) \
+                     ORDER BY id",
                 )
                 .bind::<BigInt, _>(last_id)
+                .bind::<Array<BigInt>, _>(&holes)
                 .load(&mut conn)?;
                 let now = std::time::Instant::now();
                 for row in rows {
-                    last_id = last_id.max(row.id);
+                    if row.id > last_id {
+                        holes.extend(last_id + 1..row.id);
+                        last_id = row.id;
+                    } else {
+                        holes.retain(|&hole| hole != row.id);
+                    }
                     let index = row
                         .msg_id
                         .strip_prefix(&prefix)

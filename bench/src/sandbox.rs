@@ -110,20 +110,26 @@ impl Sandbox {
         Ok(())
     }
 
-    /// The highest transition id written: with ids restarted and distinct reports written
-    /// by one processor, the number of rows committed so far. It is an index lookup, so
-    /// polling it does not load the database the way `count(*)` would.
+    /// The highest committed transition id: with ids restarted and distinct reports, an
+    /// upper bound of the rows committed so far, exact once no batch is being written
+    /// (with two writers, a lower id may still commit after a higher one). It is an index
+    /// lookup, so polling it does not load the database the way `count(*)` would.
     pub fn rows_written(conn: &mut PgConnection) -> Result<i64> {
         let row: Number = sql_query("SELECT coalesce(max(id), 0) AS n FROM status_transitions")
             .get_result(conn)?;
         Ok(row.n)
     }
 
-    /// Rows in `status_transitions`, counted.
-    pub fn count_rows(&self) -> Result<i64> {
-        let row: Number = sql_query("SELECT count(*) AS n FROM status_transitions")
-            .get_result(&mut self.db()?)?;
+    /// Rows committed in `status_transitions`, counted exactly.
+    pub fn rows_counted(conn: &mut PgConnection) -> Result<i64> {
+        let row: Number =
+            sql_query("SELECT count(*) AS n FROM status_transitions").get_result(conn)?;
         Ok(row.n)
+    }
+
+    /// Rows in `status_transitions`, counted on a new connection.
+    pub fn count_rows(&self) -> Result<i64> {
+        Sandbox::rows_counted(&mut self.db()?)
     }
 
     /// Removes every message waiting in the report queue.

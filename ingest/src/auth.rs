@@ -345,12 +345,16 @@ impl Guard {
 /// `None` for `/dlr` itself and for a path with more segments, which is no report
 /// endpoint.
 pub fn path_token(req: &HttpRequest) -> Option<String> {
-    let segment = req.path().strip_prefix("/dlr/")?;
-    if segment.is_empty() || segment.contains('/') {
-        return None;
-    }
+    let segment = path_token_segment(req)?;
     let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
     Some(decoded.into_owned())
+}
+
+/// The still-encoded segment after `/dlr/` when the path is `/dlr/{token}`: the route
+/// check, which needs no decoding.
+pub fn path_token_segment(req: &HttpRequest) -> Option<&str> {
+    let segment = req.path().strip_prefix("/dlr/")?;
+    (!segment.is_empty() && !segment.contains('/')).then_some(segment)
 }
 
 /// Checks every token the request presents; at least one must be presented.

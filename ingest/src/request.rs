@@ -97,11 +97,7 @@ fn body_kind(req: &HttpRequest, empty: bool) -> Result<BodyKind, ApiError> {
 /// UTF-8 once percent-decoded is an error, not a silent replacement character.
 pub fn decode_form(input: &[u8]) -> Result<Vec<(String, String)>, String> {
     let mut pairs = Vec::new();
-    for piece in input.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
-        let (key, value) = match piece.iter().position(|b| *b == b'=') {
-            Some(i) => (&piece[..i], &piece[i + 1..]),
-            None => (piece, &b""[..]),
-        };
+    for (key, value) in raw_pairs(input) {
         let key = decode_component(key)?;
         if key.is_empty() {
             continue;
@@ -119,11 +115,7 @@ pub fn decode_form(input: &[u8]) -> Result<Vec<(String, String)>, String> {
 /// [`decode_form`] refuses the whole input later.
 pub fn form_values(input: &[u8], wanted: impl Fn(&str) -> bool) -> Vec<String> {
     let mut values = Vec::new();
-    for piece in input.split(|b| *b == b'&') {
-        let (key, value) = match piece.iter().position(|b| *b == b'=') {
-            Some(i) => (&piece[..i], &piece[i + 1..]),
-            None => (piece, &b""[..]),
-        };
+    for (key, value) in raw_pairs(input) {
         let picked = if key.iter().any(|b| matches!(b, b'%' | b'+')) {
             decode_component(key).is_ok_and(|k| wanted(&k))
         } else {
@@ -134,6 +126,18 @@ pub fn form_values(input: &[u8], wanted: impl Fn(&str) -> bool) -> Vec<String> {
         }
     }
     values
+}
+
+/// The still-encoded `(key, value)` pieces of form text; a piece without `=` is a key with
+/// an empty value, and empty pieces are skipped.
+fn raw_pairs(input: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    input
+        .split(|b| *b == b'&')
+        .filter(|piece| !piece.is_empty())
+        .map(|piece| match piece.iter().position(|b| *b == b'=') {
+            Some(i) => (&piece[..i], &piece[i + 1..]),
+            None => (piece, &b""[..]),
+        })
 }
 
 fn decode_component(raw: &[u8]) -> Result<String, String> {

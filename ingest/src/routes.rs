@@ -36,7 +36,7 @@ pub struct AppState {
 
 /// Registers all routes.
 ///
-/// `/dlr/{token}` is matched by a static `/dlr` scope and [`crate::auth::path_token`]
+/// `/dlr/{token}` is matched by a static `/dlr` scope and [`crate::auth::path_token_segment`]
 /// rather than a route pattern with a variable segment: actix-router matches such a
 /// pattern with a regular expression on every request, which profiling showed as a tenth
 /// of ingest's CPU time.
@@ -86,7 +86,7 @@ async fn receive_report_at_token(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    if crate::auth::path_token(&req).is_none() {
+    if crate::auth::path_token_segment(&req).is_none() {
         return Ok(HttpResponse::NotFound().finish());
     }
     if req.method() != Method::GET && req.method() != Method::POST {

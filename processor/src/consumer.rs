@@ -150,10 +150,14 @@ type Writing<'a> = Pin<Box<dyn Future<Output = Result<bool, lapin::Error>> + 'a>
 struct InFlight<'a> {
     /// The delivery tag of the batch's last delivery.
     last_tag: u64,
-    /// The write, until it ends.
-    write: Option<Writing<'a>>,
-    /// The writer's verdict once the write has ended.
-    verdict: Option<bool>,
+    /// How far its write has come.
+    progress: Progress<'a>,
+}
+
+/// A write running, or ended with the writer's verdict.
+enum Progress<'a> {
+    Running(Writing<'a>),
+    Ended(bool),
 }
 
 /// Polls every unfinished write and resolves once one of them has ended, so the caller
@@ -164,10 +168,9 @@ fn any_written<'s, 'a>(
     std::future::poll_fn(move |cx| {
         let mut ended = false;
         for batch in in_flight.iter_mut() {
-            if let Some(write) = batch.write.as_mut() {
+            if let Progress::Running(write) = &mut batch.progress {
                 if let Poll::Ready(outcome) = write.as_mut().poll(cx) {
-                    batch.write = None;
-                    batch.verdict = Some(outcome?);
+                    batch.progress = Progress::Ended(outcome?);
                     ended = true;
                 }
             }
@@ -211,7 +214,10 @@ impl Session<'_> {
         let mut stopping = *shutdown.borrow();
 
         loop {
-            let writing = in_flight.iter().filter(|b| b.write.is_some()).count();
+            let writing = in_flight
+                .iter()
+                .filter(|b| matches!(b.progress, Progress::Running(_)))
+                .count();
             if !pending.is_empty() && writing < writers {
                 let start = if in_flight.is_empty() {
                     let due = due_at.is_none_or(|at| Instant::now() >= at);
@@ -224,8 +230,9 @@ impl Session<'_> {
                     let last_tag = batch.last().map_or(0, |d| d.delivery_tag);
                     in_flight.push_back(InFlight {
                         last_tag,
-                        write: Some(Box::pin(self.write_batch(batch, stop_view.clone()))),
-                        verdict: None,
+                        progress: Progress::Running(Box::pin(
+                            self.write_batch(batch, stop_view.clone()),
+                        )),
                     });
                     due_at = None;
                 }
@@ -249,10 +256,12 @@ impl Session<'_> {
                     written?;
                     let mut acknowledged = None;
                     while let Some(oldest) = in_flight.front() {
-                        match oldest.verdict {
-                            Some(true) => acknowledged = in_flight.pop_front().map(|b| b.last_tag),
-                            Some(false) => return Ok(SessionEnd::Shutdown),
-                            None => break,
+                        match oldest.progress {
+                            Progress::Ended(true) => {
+                                acknowledged = in_flight.pop_front().map(|b| b.last_tag);
+                            }
+                            Progress::Ended(false) => return Ok(SessionEnd::Shutdown),
+                            Progress::Running(_) => break,
                         }
                     }
                     if let Some(tag) = acknowledged {
